@@ -1,0 +1,344 @@
+// The agent: one per host, composed of the subsystems the configuration turns on.
+//
+// It owns the node's identity (name, node ID persisted in the data directory), starts the
+// listeners, serves the agent and status endpoints, and shuts everything down in reverse
+// order. Consensus, gossip, the catalog and DNS join here as their modules land; until then
+// the endpoints report what this agent knows by itself (no leader, no peers, only itself as a
+// member).
+//
+// Reference: Consul agent/agent.go (Start, ShutdownAgent, setupNodeID) and
+// agent/agent_endpoint.go (AgentSelf), agent/status_endpoint.go.
+
+import { randomUUID } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { arch, availableParallelism, platform } from 'node:os';
+import { join } from 'node:path';
+import type { RuntimeConfig } from './config.js';
+import { formatDuration, NANOS_PER_MILLI } from './duration.js';
+import { listenHttp, type HttpListener, type HttpRoute } from './http.js';
+import type { Logger } from './log.js';
+import { CONSUL_VERSION, RELEASE_DATE, REVISION } from './version.js';
+
+/** serf.MemberStatus values as they appear in /v1/agent/members and agent/self. */
+export const MEMBER_STATUS_ALIVE = 1;
+
+/** The gossip protocol versions Consul advertises (serf/memberlist). */
+const MEMBER_PROTOCOL = { ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4 } as const;
+
+/** The file in the data directory that keeps the node ID across restarts (Consul's name). */
+export const NODE_ID_FILE = 'node-id';
+
+export interface AgentOptions {
+  readonly config: RuntimeConfig;
+  readonly logger: Logger;
+  /** Produces a node ID when none is configured or persisted; injected for tests. */
+  readonly newNodeId?: () => string;
+}
+
+/** A running agent. */
+export class Agent {
+  private readonly listeners: HttpListener[] = [];
+  private isShutDown = false;
+
+  private constructor(
+    readonly config: RuntimeConfig,
+    readonly nodeId: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Starts the agent: resolves the node ID, binds every listener. Rejects on bind failure. */
+  static async start(options: AgentOptions): Promise<Agent> {
+    const { config } = options;
+    const logger = options.logger.named('agent');
+    const nodeId = resolveNodeId(config, options.newNodeId ?? randomUUID, logger);
+    const agent = new Agent(config, nodeId, logger);
+    const definitionCount = config.services.length + config.checks.length;
+    if (definitionCount > 0) {
+      // Local service and check state (issue "local services, health checks and anti-entropy")
+      // is not built yet; say so rather than drop the definitions silently.
+      logger.warn('service and check definitions were validated but are not registered: local agent state is not implemented yet', { definitions: definitionCount });
+    }
+    try {
+      await agent.startHttp();
+    } catch (error) {
+      await agent.shutdown();
+      throw error;
+    }
+    return agent;
+  }
+
+  /** The addresses the HTTP API is listening on (host:port), for banners and tests. */
+  httpAddresses(): string[] {
+    return this.listeners.map(({ address }) => (address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`));
+  }
+
+  /** Stops every listener. Safe to call more than once. */
+  async shutdown(): Promise<void> {
+    if (this.isShutDown) return;
+    this.isShutDown = true;
+    this.logger.info('Requesting shutdown');
+    await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
+    this.logger.info('shutdown complete');
+  }
+
+  private async startHttp(): Promise<void> {
+    const { config } = this;
+    if (config.ports.http <= 0) return;
+    const httpLogger = this.logger.named('http');
+    for (const host of config.clientAddrs) {
+      const listener = await listenHttp(host, config.ports.http, {
+        routes: this.routes(),
+        logger: httpLogger,
+        isPrettyByDefault: config.devMode,
+        isUiEnabled: config.uiEnabled,
+      });
+      this.listeners.push(listener);
+      this.logger.info('Started HTTP server', { address: `${host}:${listener.address.port}`, network: 'tcp' });
+    }
+  }
+
+  private routes(): HttpRoute[] {
+    const policyHeader = { 'X-Consul-Default-ACL-Policy': this.config.aclDefaultPolicy };
+    return [
+      { path: '/v1/agent/self', methods: ['GET'], handler: () => ({ json: this.self(), headers: policyHeader }) },
+      // No Raft yet: this agent knows of no leader and no peers, which Consul reports as "" and [].
+      { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: '', headers: policyHeader }) },
+      { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: [], headers: policyHeader }) },
+    ];
+  }
+
+  /** GET /v1/agent/self, in Consul's shape (agent/agent_endpoint.go Self). */
+  self(): Record<string, unknown> {
+    const { config } = this;
+    return {
+      Config: {
+        Datacenter: config.datacenter,
+        PrimaryDatacenter: config.primaryDatacenter,
+        NodeName: config.nodeName,
+        NodeID: this.nodeId,
+        Revision: REVISION,
+        Server: config.serverMode,
+        Version: CONSUL_VERSION,
+        BuildDate: RELEASE_DATE.toISOString().replace('.000Z', 'Z'),
+      },
+      DebugConfig: debugConfig(config, this.nodeId),
+      Coord: config.disableCoordinates ? null : { Vec: [0, 0, 0, 0, 0, 0, 0, 0], Error: 1.5, Adjustment: 0, Height: 1e-5 },
+      Member: this.member(),
+      Stats: this.stats(),
+      Meta: nodeMeta(config),
+    };
+  }
+
+  /** This agent as a gossip member; Status is alive, since an agent is alive to itself. */
+  private member(): Record<string, unknown> {
+    const { config } = this;
+    return {
+      Name: config.nodeName,
+      Addr: config.advertiseAddrLan,
+      Port: config.ports.serfLan,
+      Tags: memberTags(config, this.nodeId),
+      Status: MEMBER_STATUS_ALIVE,
+      ...MEMBER_PROTOCOL,
+    };
+  }
+
+  private stats(): Record<string, Record<string, string>> {
+    const { config } = this;
+    const consul: Record<string, string> = config.serverMode
+      ? { acl: config.aclEnabled ? 'enabled' : 'disabled', bootstrap: String(config.bootstrap), known_datacenters: '1', leader: 'false', leader_addr: '', server: 'true' }
+      : { acl: config.aclEnabled ? 'enabled' : 'disabled', known_servers: '0', server: 'false' };
+    return {
+      build: { prerelease: '', revision: REVISION, version: CONSUL_VERSION, version_metadata: '' },
+      consul,
+      runtime: { arch: goArch(arch()), cpu_count: String(availableParallelism()), max_procs: String(availableParallelism()), os: platform(), version: process.version },
+    };
+  }
+}
+
+/**
+ * The tags this agent advertises in gossip (Consul agent/consul/server.go and client.go):
+ * how other agents learn its role, datacenter, ID, versions and, for servers, the RPC port.
+ */
+export function memberTags(config: RuntimeConfig, nodeId: string): Record<string, string> {
+  const tags: Record<string, string> = {
+    acls: config.aclEnabled ? '1' : '0',
+    build: `${CONSUL_VERSION}:${REVISION}`,
+    dc: config.datacenter,
+    id: nodeId,
+    role: config.serverMode ? 'consul' : 'node',
+    segment: '',
+    vsn: '2',
+    vsn_max: '3',
+    vsn_min: '2',
+  };
+  if (!config.serverMode) return tags;
+  tags['port'] = String(config.ports.server);
+  tags['raft_vsn'] = String(config.raft.protocol);
+  tags['wan_join_port'] = String(config.ports.serfWan);
+  if (config.bootstrap) tags['bootstrap'] = '1';
+  if (config.bootstrapExpect > 0) tags['expect'] = String(config.bootstrapExpect);
+  return tags;
+}
+
+/** Node meta as the catalog shows it: the configured pairs plus Consul's reserved keys. */
+export function nodeMeta(config: RuntimeConfig): Record<string, string> {
+  return { ...config.nodeMeta, 'consul-network-segment': '', 'consul-version': CONSUL_VERSION };
+}
+
+/**
+ * The node ID: configured, else read from `<data_dir>/node-id`, else new (and persisted, with
+ * fsync, so a restart keeps the identity other agents know this node by).
+ */
+function resolveNodeId(config: RuntimeConfig, newNodeId: () => string, logger: Logger): string {
+  if (config.nodeId !== '') return config.nodeId;
+  if (config.dataDir === '' || config.devMode) return newNodeId();
+  const path = join(config.dataDir, NODE_ID_FILE);
+  const existing = readOptional(path)?.trim();
+  if (existing) {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(existing)) {
+      throw new Error(`failed to setup node ID: loaded node ID is invalid: ${JSON.stringify(existing)}`);
+    }
+    return existing.toLowerCase();
+  }
+  const nodeId = newNodeId();
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  writeFileDurably(path, nodeId);
+  logger.info('generated new node ID', { id: nodeId });
+  return nodeId;
+}
+
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Writes a small file atomically: temp file, fsync, rename, fsync of the directory. */
+function writeFileDurably(path: string, contents: string): void {
+  const temporary = `${path}.tmp`;
+  const fd = openSync(temporary, 'w', 0o600);
+  try {
+    writeSync(fd, contents);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+  const directory = openSync(join(path, '..'), 'r');
+  try {
+    fsyncSync(directory);
+  } finally {
+    closeSync(directory);
+  }
+}
+
+/** Go's GOARCH names for Node's arch names, so tools reading Stats.runtime see familiar values. */
+function goArch(nodeArch: string): string {
+  return nodeArch === 'x64' ? 'amd64' : nodeArch === 'ia32' ? '386' : nodeArch;
+}
+
+/**
+ * The sanitized runtime configuration Consul returns as DebugConfig, with Consul's field names
+ * for the settings this agent has. Secrets are always "hidden", as Consul does.
+ */
+function debugConfig(config: RuntimeConfig, nodeId: string): Record<string, unknown> {
+  const duration = (ms: number): string => formatDuration(ms * NANOS_PER_MILLI);
+  const clientUrls = (network: string, port: number): string[] => (port > 0 ? config.clientAddrs.map((host) => `${network}://${host}:${port}`) : []);
+  return {
+    ACLDefaultPolicy: config.aclDefaultPolicy,
+    ACLDownPolicy: config.aclDownPolicy,
+    ACLsEnabled: config.aclEnabled,
+    AdvertiseAddrLAN: config.advertiseAddrLan,
+    AdvertiseAddrWAN: config.advertiseAddrWan,
+    AutopilotCleanupDeadServers: config.autopilot.cleanupDeadServers,
+    AutopilotLastContactThreshold: duration(config.autopilot.lastContactThresholdMs),
+    AutopilotMaxTrailingLogs: config.autopilot.maxTrailingLogs,
+    AutopilotMinQuorum: config.autopilot.minQuorum,
+    AutopilotServerStabilizationTime: duration(config.autopilot.serverStabilizationTimeMs),
+    BindAddr: config.bindAddr,
+    Bootstrap: config.bootstrap,
+    BootstrapExpect: config.bootstrapExpect,
+    CheckOutputMaxSize: config.checkOutputMaxSize,
+    CheckUpdateInterval: duration(config.checkUpdateIntervalMs),
+    ClientAddrs: config.clientAddrs,
+    ConsulRaftElectionTimeout: duration(config.raft.electionTimeoutMs),
+    ConsulRaftHeartbeatTimeout: duration(config.raft.heartbeatTimeoutMs),
+    ConsulRaftLeaderLeaseTimeout: duration(config.raft.leaderLeaseTimeoutMs),
+    DNSAddrs: [...clientUrls('tcp', config.ports.dns), ...clientUrls('udp', config.ports.dns)],
+    DNSARecordLimit: config.dns.aRecordLimit,
+    DNSAllowStale: config.dns.allowStale,
+    DNSAltDomain: config.altDomain,
+    DNSDomain: config.domain,
+    DNSEnableTruncate: config.dns.enableTruncate,
+    DNSMaxStale: duration(config.dns.maxStaleMs),
+    DNSNodeMetaTXT: config.dns.enableAdditionalNodeMetaTxt,
+    DNSNodeTTL: duration(config.dns.nodeTtlMs),
+    DNSOnlyPassing: config.dns.onlyPassing,
+    DNSPort: config.ports.dns,
+    DNSRecursorStrategy: config.dns.recursorStrategy,
+    DNSRecursorTimeout: duration(config.dns.recursorTimeoutMs),
+    DNSRecursors: config.dns.recursors,
+    DNSUDPAnswerLimit: config.dns.udpAnswerLimit,
+    DataDir: config.dataDir,
+    Datacenter: config.datacenter,
+    DefaultQueryTime: duration(config.defaultQueryTimeMs),
+    DevMode: config.devMode,
+    DisableCoordinates: config.disableCoordinates,
+    DisableKeyringFile: config.disableKeyringFile,
+    DisableRemoteExec: config.disableRemoteExec,
+    DisableUpdateCheck: config.disableUpdateCheck,
+    EnableLocalScriptChecks: config.enableLocalScriptChecks,
+    EnableRemoteScriptChecks: config.enableRemoteScriptChecks,
+    EncryptKey: 'hidden',
+    EncryptVerifyIncoming: config.encryptVerifyIncoming,
+    EncryptVerifyOutgoing: config.encryptVerifyOutgoing,
+    GRPCPort: config.ports.grpc,
+    GRPCTLSPort: config.ports.grpcTls,
+    GossipLANProbeInterval: duration(config.gossipLan.probeIntervalMs),
+    GossipLANProbeTimeout: duration(config.gossipLan.probeTimeoutMs),
+    GossipLANSuspicionMult: config.gossipLan.suspicionMult,
+    HTTPAddrs: clientUrls('tcp', config.ports.http),
+    HTTPMaxConnsPerClient: config.limits.httpMaxConnsPerClient,
+    HTTPPort: config.ports.http,
+    HTTPSPort: config.ports.https,
+    KVMaxValueSize: config.limits.kvMaxValueSize,
+    LeaveOnTerm: config.leaveOnTerm,
+    Logging: { LogJSON: config.logJson, LogLevel: config.logLevel.toUpperCase() },
+    MaxQueryTime: duration(config.maxQueryTimeMs),
+    NodeID: nodeId,
+    NodeMeta: config.nodeMeta,
+    NodeName: config.nodeName,
+    PrimaryDatacenter: config.primaryDatacenter,
+    RPCHoldTimeout: duration(config.rpcHoldTimeoutMs),
+    RaftProtocol: config.raft.protocol,
+    RaftSnapshotInterval: duration(config.raft.snapshotIntervalMs),
+    RaftSnapshotThreshold: config.raft.snapshotThreshold,
+    RaftTrailingLogs: config.raft.trailingLogs,
+    ReconnectTimeoutLAN: duration(config.reconnectTimeoutLanMs),
+    ReconnectTimeoutWAN: duration(config.reconnectTimeoutWanMs),
+    RejoinAfterLeave: config.rejoinAfterLeave,
+    RetryJoinIntervalLAN: duration(config.retryIntervalLanMs),
+    RetryJoinIntervalWAN: duration(config.retryIntervalWanMs),
+    RetryJoinLAN: config.retryJoinLan,
+    RetryJoinMaxAttemptsLAN: config.retryMaxAttemptsLan,
+    RetryJoinMaxAttemptsWAN: config.retryMaxAttemptsWan,
+    RetryJoinWAN: config.retryJoinWan,
+    Revision: REVISION,
+    SerfAdvertiseAddrLAN: `tcp://${config.advertiseAddrLan}:${config.ports.serfLan}`,
+    SerfBindAddrLAN: `tcp://${config.serfBindAddrLan}:${config.ports.serfLan}`,
+    SerfPortLAN: config.ports.serfLan,
+    SerfPortWAN: config.ports.serfWan,
+    ServerMode: config.serverMode,
+    ServerPort: config.ports.server,
+    SessionTTLMin: duration(config.sessionTtlMinMs),
+    SkipLeaveOnInt: config.skipLeaveOnInt,
+    TaggedAddresses: config.taggedAddresses,
+    TranslateWANAddrs: config.translateWanAddrs,
+    TxnMaxReqLen: config.limits.txnMaxReqLen,
+    UIConfig: { ContentPath: config.uiContentPath, Enabled: config.uiEnabled },
+    Version: CONSUL_VERSION,
+  };
+}
