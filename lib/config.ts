@@ -1031,8 +1031,11 @@ function buildAddresses(s: ConfigSource, host: ConfigHost, problems: string[]): 
   if (s.advertiseAddrWan !== undefined && ANY_ADDRESSES.has(s.advertiseAddrWan)) problems.push('Advertise WAN address cannot be 0.0.0.0, :: or [::]');
   if (ANY_ADDRESSES.has(advertiseLan)) advertiseLan = detectAddress(bind === '0.0.0.0' ? 4 : 6, host, problems);
   const advertiseWan = s.advertiseAddrWan === undefined ? advertiseLan : expandSingleAddress('advertise_addr_wan', s.advertiseAddrWan, host, problems) ?? advertiseLan;
+  // Consul expands a template before splitting the list on whitespace.
+  const clientText = s.clientAddr ?? '127.0.0.1';
+  const clientParts = clientText.includes('{{') ? [clientText] : clientText.split(/\s+/).filter((item) => item !== '');
   const clientAddrs: string[] = [];
-  for (const part of (s.clientAddr ?? '127.0.0.1').split(/\s+/).filter((item) => item !== '')) {
+  for (const part of clientParts) {
     const address = expandSingleAddress('client_addr', part, host, problems);
     if (address !== undefined) clientAddrs.push(address);
   }

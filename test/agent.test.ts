@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { Agent, memberTags, NODE_ID_FILE } from '../lib/agent.js';
+import { loadConfig, NODE_HOST, type RuntimeConfig } from '../lib/config.js';
+import { createLogger, MemorySink } from '../lib/log.js';
+import { CONSUL_VERSION } from '../lib/version.js';
+import { freePort, httpRequest } from './support.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-agent-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+const host = { ...NODE_HOST, hostname: () => 'agent-test' };
+
+async function configFor(args: string[]): Promise<RuntimeConfig> {
+  const port = await freePort();
+  return loadConfig([...args, '-http-port', String(port), '-dns-port', '-1'], host).config;
+}
+
+async function withAgent<T>(config: RuntimeConfig, use: (agent: Agent, port: number) => Promise<T>, sink = new MemorySink()): Promise<T> {
+  const agent = await Agent.start({ config, logger: createLogger({ level: 'debug', json: false, nowMs: () => 0, sink }) });
+  try {
+    return await use(agent, config.ports.http);
+  } finally {
+    await agent.shutdown();
+  }
+}
+
+describe('the dev agent\'s endpoints', () => {
+  test('GET /v1/agent/self has Consul\'s shape', async () => {
+    const config = await configFor(['-dev', '-node', 'n1', '-node-meta', 'rack:r1']);
+    await withAgent(config, async (agent, port) => {
+      const reply = await httpRequest(port, 'GET', '/v1/agent/self');
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['x-consul-default-acl-policy'], 'allow');
+      // Dev mode pretty-prints, as Consul does.
+      assert.ok(reply.body.startsWith('{\n    "Config": {'));
+      const self = JSON.parse(reply.body);
+      assert.deepEqual(Object.keys(self), ['Config', 'DebugConfig', 'Coord', 'Member', 'Stats', 'Meta']);
+      assert.deepEqual(Object.keys(self.Config), ['Datacenter', 'PrimaryDatacenter', 'NodeName', 'NodeID', 'Revision', 'Server', 'Version', 'BuildDate']);
+      assert.equal(self.Config.Datacenter, 'dc1');
+      assert.equal(self.Config.NodeName, 'n1');
+      assert.equal(self.Config.NodeID, agent.nodeId);
+      assert.match(agent.nodeId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      assert.equal(self.Config.Server, true);
+      assert.equal(self.Config.Version, CONSUL_VERSION);
+      assert.deepEqual(self.Coord, { Vec: [0, 0, 0, 0, 0, 0, 0, 0], Error: 1.5, Adjustment: 0, Height: 1e-5 });
+      assert.equal(self.Member.Name, 'n1');
+      assert.equal(self.Member.Addr, '127.0.0.1');
+      assert.equal(self.Member.Port, 8301);
+      assert.equal(self.Member.Status, 1);
+      assert.equal(self.Member.Tags.role, 'consul');
+      assert.equal(self.Member.Tags.id, agent.nodeId);
+      assert.equal(self.DebugConfig.DevMode, true);
+      assert.equal(self.DebugConfig.EncryptKey, 'hidden');
+      assert.deepEqual(self.DebugConfig.HTTPAddrs, [`tcp://127.0.0.1:${port}`]);
+      assert.equal(self.Stats.consul.server, 'true');
+      assert.equal(self.Stats.build.version, CONSUL_VERSION);
+      assert.deepEqual(self.Meta, { rack: 'r1', 'consul-network-segment': '', 'consul-version': CONSUL_VERSION });
+      for (const section of Object.values(self.Stats) as Record<string, unknown>[]) {
+        for (const value of Object.values(section)) assert.equal(typeof value, 'string', 'Consul\'s Stats values are all strings');
+      }
+    });
+  });
+
+  test('status endpoints report no leader and no peers until Raft exists', async () => {
+    const config = await configFor(['-dev']);
+    await withAgent(config, async (_agent, port) => {
+      const leader = await httpRequest(port, 'GET', '/v1/status/leader');
+      assert.equal(leader.status, 200);
+      assert.equal(leader.headers['content-type'], 'application/json');
+      assert.equal(JSON.parse(leader.body), '');
+      assert.deepEqual(JSON.parse((await httpRequest(port, 'GET', '/v1/status/peers')).body), []);
+    });
+  });
+
+  test('writes to read-only endpoints get 405', async () => {
+    const config = await configFor(['-dev']);
+    await withAgent(config, async (_agent, port) => {
+      const reply = await httpRequest(port, 'PUT', '/v1/status/leader');
+      assert.equal(reply.status, 405);
+      assert.equal(reply.headers['allow'], 'OPTIONS,GET');
+    });
+  });
+
+  test('compact JSON outside dev mode', async () => {
+    const config = await configFor(['-data-dir', join(scratch, 'compact'), '-bind', '127.0.0.1']);
+    await withAgent(config, async (_agent, port) => {
+      assert.equal((await httpRequest(port, 'GET', '/v1/status/peers')).body, '[]');
+    });
+  });
+});
+
+describe('node identity', () => {
+  test('the node ID is created once, persisted, and kept across restarts', async () => {
+    const dataDir = join(scratch, 'persist');
+    const config = await configFor(['-data-dir', dataDir, '-bind', '127.0.0.1']);
+    const first = await withAgent(config, async (agent) => agent.nodeId);
+    assert.equal(readFileSync(join(dataDir, NODE_ID_FILE), 'utf8'), first);
+    const second = await withAgent(config, async (agent) => agent.nodeId);
+    assert.equal(second, first);
+  });
+
+  test('a configured node ID wins', async () => {
+    const config = await configFor(['-dev', '-node-id', '11111111-2222-4333-8444-555555555555']);
+    assert.equal(await withAgent(config, async (agent) => agent.nodeId), '11111111-2222-4333-8444-555555555555');
+  });
+
+  test('a corrupt node-id file stops the start instead of changing identity', async () => {
+    const dataDir = mkdtempSync(join(scratch, 'corrupt-'));
+    writeFileSync(join(dataDir, NODE_ID_FILE), 'not-a-uuid');
+    const config = await configFor(['-data-dir', dataDir, '-bind', '127.0.0.1']);
+    await assert.rejects(Agent.start({ config, logger: createLogger({ level: 'error', json: false, nowMs: () => 0, sink: new MemorySink() }) }), /failed to setup node ID: loaded node ID is invalid/);
+  });
+
+  test('a port in use fails the start and releases what was bound', async () => {
+    const config = await configFor(['-dev']);
+    await withAgent(config, async () => {
+      await assert.rejects(Agent.start({ config, logger: createLogger({ level: 'error', json: false, nowMs: () => 0, sink: new MemorySink() }) }), { code: 'EADDRINUSE' });
+    });
+  });
+
+  test('service definitions that cannot be registered yet are announced, not dropped silently', async () => {
+    const file = join(scratch, 'svc.json');
+    writeFileSync(file, JSON.stringify({ service: { name: 'web' } }));
+    const sink = new MemorySink();
+    await withAgent(await configFor(['-dev', '-config-file', file]), async () => undefined, sink);
+    assert.ok(sink.lines.some((line) => line.includes('[WARN]  agent: service and check definitions were validated but are not registered')));
+  });
+});
+
+describe('gossip tags', () => {
+  test('servers advertise their RPC port and bootstrap expectation; clients their role', async () => {
+    const server = loadConfig(['-data-dir', scratch, '-bind', '127.0.0.1', '-server', '-bootstrap-expect=3'], host).config;
+    const tags = memberTags(server, 'id-1');
+    assert.equal(tags['role'], 'consul');
+    assert.equal(tags['port'], '8300');
+    assert.equal(tags['expect'], '3');
+    assert.equal(tags['raft_vsn'], '3');
+    assert.equal(tags['build'], `${CONSUL_VERSION}:consul-ts-0.1.0`);
+    const client = memberTags(loadConfig(['-data-dir', scratch, '-bind', '127.0.0.1'], host).config, 'id-2');
+    assert.equal(client['role'], 'node');
+    assert.equal(client['port'], undefined);
+  });
+});

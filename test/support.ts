@@ -1,0 +1,56 @@
+// Shared helpers for tests that use real sockets and processes. No fixed sleeps: everything
+// waits for a condition with a deadline.
+
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+
+/** A TCP port that was free a moment ago on 127.0.0.1 (the kernel picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `condition` until it returns a value other than undefined, or fails after the deadline. */
+export async function waitFor<T>(what: string, condition: () => Promise<T | undefined> | T | undefined, deadlineMs = 10_000): Promise<T> {
+  const giveUpAt = Date.now() + deadlineMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await condition();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > giveUpAt) {
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export interface HttpReply {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+}
+
+/** One HTTP request without keep-alive, so tests leave no sockets behind. */
+export function httpRequest(port: number, method: string, path: string, host = '127.0.0.1'): Promise<HttpReply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, method, path, agent: false, headers: { Connection: 'close' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
