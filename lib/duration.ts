@@ -71,7 +71,8 @@ export function parseDuration(text: string): number {
     total += Number(whole || '0') * unitNanos + fractionNanos(fraction, unitNanos);
     if (total > DURATION_NANOS_MAX) throw new DurationError(`time: invalid duration ${quoted}`);
   }
-  return isNegative ? -total : total;
+  // Never -0: callers compare durations with ===, and Go has no negative zero.
+  return isNegative && total !== 0 ? -total : total;
 }
 
 /**
@@ -112,15 +113,32 @@ function decimal(value: number, unit: number): string {
   return `${whole}.${fraction}`;
 }
 
-/** The nanoseconds that a decimal fraction of `unitNanos` contributes (".5" of 1s = 5e8). */
+/**
+ * The nanoseconds that a decimal fraction of `unitNanos` contributes (".5" of 1s = 5e8).
+ * Go reads the fraction's digits as an integer (as many as fit in int64), converts it to a
+ * float64 and multiplies by unit/scale, truncating; doing the same arithmetic here gives the
+ * same nanosecond in every case, where dividing first would land one short.
+ */
 function fractionNanos(fraction: string, unitNanos: number): number {
   if (fraction === '') return 0;
-  // Only digits that can still change the nanosecond count matter; Go drops the rest too.
-  const significant = fraction.slice(0, 20);
-  return Math.floor((Number(significant) / 10 ** significant.length) * unitNanos);
+  let digits = fraction.slice(0, 19);
+  if (BigInt(digits) > BigInt(DURATION_NANOS_MAX)) digits = digits.slice(0, 18);
+  return Math.trunc(Number(digits) * (unitNanos / 10 ** digits.length));
 }
 
-/** Go's %q for the short strings that appear in duration errors. */
+/**
+ * Quotes text the way Go's time package does in its errors: printable ASCII as is (with `"`
+ * and `\\` escaped), every byte of a control or non-ASCII character as `\xNN`.
+ */
 function goQuote(text: string): string {
-  return JSON.stringify(text);
+  let quoted = '"';
+  for (const character of text) {
+    const code = character.codePointAt(0) ?? 0;
+    if (code < 0x20 || code >= 0x80) {
+      for (const byte of Buffer.from(character, 'utf8')) quoted += `\\x${byte.toString(16).padStart(2, '0')}`;
+    } else {
+      quoted += character === '"' || character === '\\' ? `\\${character}` : character;
+    }
+  }
+  return `${quoted}"`;
 }

@@ -58,12 +58,11 @@ const LEVEL_LABELS: Readonly<Record<LogLevel, string>> = {
 };
 
 /**
- * Parses a -log-level value the way Consul does: case-insensitive, with "warning" and
- * "err" accepted as aliases. Returns undefined for anything else.
+ * Parses a -log-level value the way Consul does: TRACE, DEBUG, INFO, WARN, ERR or ERROR in any
+ * case. Returns undefined for anything else.
  */
 export function parseLogLevel(text: string): LogLevel | undefined {
-  const lower = text.trim().toLowerCase();
-  if (lower === 'warning') return 'warn';
+  const lower = text.toLowerCase();
   if (lower === 'err') return 'error';
   return (LOG_LEVELS as readonly string[]).includes(lower) ? (lower as LogLevel) : undefined;
 }
@@ -185,14 +184,20 @@ export function formatJsonLine(
   if (moduleName) record['@module'] = moduleName;
   // hclog prints microseconds; JS clocks have milliseconds, so the last digits are zero.
   record['@timestamp'] = new Date(nowMs).toISOString().replace('Z', '000Z');
+  // hclog's JSON is a Go map, so its keys come out sorted; log shippers see the same order.
   for (const [key, value] of Object.entries(fields ?? {})) record[key] = jsonValue(value);
-  return JSON.stringify(record);
+  const sorted: Record<string, unknown> = {};
+  for (const key of Object.keys(record).sort()) sorted[key] = record[key];
+  return JSON.stringify(sorted);
 }
 
-/** hclog quotes a value only when it would not read back as one token. */
+/**
+ * hclog writes a value bare when every character lies between '-' and '~' (so paths, addresses
+ * and durations stay unquoted) and quotes it otherwise.
+ */
 function formatTextValue(value: unknown): string {
   const text = textOf(value);
-  if (text === '' || /[\s"=\\]|[^\x21-\x7e]/.test(text)) return JSON.stringify(text);
+  if (text === '' || /[^\x2d-\x7e]/.test(text)) return JSON.stringify(text);
   return text;
 }
 

@@ -138,7 +138,7 @@ describe('flags', () => {
     [['-serf-wan-port=9302'], (l) => l.config.ports.serfWan, 9302],
     [['-grpc-port=8502'], (l) => l.config.ports.grpc, 8502],
     [['-log-level', 'TRACE'], (l) => l.config.logLevel, 'trace'],
-    [['-log-level=warning'], (l) => l.config.logLevel, 'warn'],
+    [['-log-level=Warn'], (l) => l.config.logLevel, 'warn'],
     [['-log-json'], (l) => l.config.logJson, true],
     [['-encrypt', 'pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s='], (l) => l.config.encryptKey, 'pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s='],
     [['-ui'], (l) => l.config.uiEnabled, true],

@@ -69,9 +69,8 @@ describe('parseDuration reads the fractional forms real clients send', () => {
 });
 
 // Go computes a fraction as uint64(float64(f) * (float64(unit) / scale)), so "0.57m" is
-// 57 * 6e8 = exactly 34200000000. lib/duration.ts divides the fraction by its scale first
-// and then multiplies, which lands a hair below the integer and floors one nanosecond short.
-// Marked todo (reported, not fixed here): remove the todo once lib/duration.ts matches Go.
+// 57 * 6e8 = exactly 34200000000. dividing the fraction by its scale first
+// and then multiplying instead would land a hair below the integer, one nanosecond short.
 describe('parseDuration rounds fractions exactly as Go does', () => {
   const cases: ReadonlyArray<readonly [string, number]> = [
     ['0.57m', 34_200_000_000],
@@ -83,7 +82,7 @@ describe('parseDuration rounds fractions exactly as Go does', () => {
     ['470.58h', 1_694_088_000_000_000],
   ];
   for (const [text, nanos] of cases) {
-    test(`${JSON.stringify(text)} is ${nanos}ns`, { todo: 'lib/duration.ts fractionNanos is 1ns short of Go' }, () => {
+    test(`${JSON.stringify(text)} is ${nanos}ns`, () => {
       assert.equal(parseDuration(text), nanos);
     });
   }
@@ -112,12 +111,20 @@ describe('parseDuration rejects with Go error messages', () => {
     ['9999999999h', 'time: invalid duration "9999999999h"'],
     ['2562048h', 'time: invalid duration "2562048h"'],
     ['99999999999999999999s', 'time: invalid duration "99999999999999999999s"'],
+    // Go's time package writes control and non-ASCII bytes as \xNN in these messages.
+    ['10\u00e9', 'time: unknown unit "\\xc3\\xa9" in duration "10\\xc3\\xa9"'],
+    ['1\n', 'time: unknown unit "\\x0a" in duration "1\\x0a"'],
+    ['"1"', 'time: invalid duration "\\"1\\""'],
   ];
   for (const [text, message] of cases) {
     test(`${JSON.stringify(text)} -> ${message}`, () => {
       assertParseError(text, message);
     });
   }
+
+  test('"-0s" is zero, not negative zero', () => {
+    assert.ok(Object.is(parseDuration('-0s'), 0));
+  });
 
   test('DurationError is an Error named DurationError', () => {
     const error = new DurationError('time: invalid duration "x"');
@@ -235,10 +242,9 @@ describe('formatDuration and parseDuration agree with Go on random values', () =
   });
 
   // Every Duration.String() output parses back to itself in Go (its fractions have at most
-  // nine digits, so Go's float arithmetic is exact). See the todo above for why this fails today.
+  // nine digits, so Go's float arithmetic is exact).
   test(
     'parseDuration(formatDuration(n)) === n',
-    { todo: 'lib/duration.ts fractionNanos is 1ns short of Go' },
     () => {
       const failures = randomNanos(mulberry32(SEED), 2000)
         .map((nanos) => ({ nanos, text: formatDuration(nanos), parsed: parseDuration(formatDuration(nanos)) }))
