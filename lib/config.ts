@@ -1105,7 +1105,7 @@ const PRIVATE_IPV4_RANGES: readonly (readonly [string, number])[] = [
   ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
 ];
 
-export function isPrivateIpv4(address: string): boolean {
+function isPrivateIpv4(address: string): boolean {
   const value = ipv4ToInt(address);
   return PRIVATE_IPV4_RANGES.some(([base, bits]) => {
     const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
