@@ -427,6 +427,18 @@ export class ReadTxn {
     return undefined;
   }
 
+  /**
+   * Like first(), but records no watch: for bookkeeping reads whose changes should not wake a
+   * query by themselves (the index table, read to compute X-Consul-Index).
+   */
+  peek<T>(table: string, index: string, ...args: IndexArg[]): T | undefined {
+    const { tree, schema } = this.index(table, index);
+    const key = schema.exactKey(args);
+    if (schema.isUnique) return tree.get(key) as T | undefined;
+    for (const value of tree.valuesWithPrefix(key)) return value as T;
+    return undefined;
+  }
+
   /** Every object whose index key equals the arguments, in index order. */
   get<T>(table: string, index: string, ...args: IndexArg[]): IterableIterator<T> {
     const { tree, schema } = this.index(table, index);

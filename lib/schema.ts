@@ -207,7 +207,7 @@ const checksTable: TableSchema<CheckRecord> = {
 
 const kvsTable: TableSchema<KvRecord> = {
   name: TABLES.kvs,
-  indexes: [stringIndex('id', (e) => e.Key, { isUnique: true }), stringIndex('session', (e) => e.Session, { allowMissing: true })],
+  indexes: [stringIndex('id', (e) => e.Key, { isUnique: true }), stringIndex('session', (e) => e.Session, { isLowercase: true, allowMissing: true })],
 };
 
 const tombstonesTable: TableSchema<TombstoneRecord> = {
@@ -264,9 +264,12 @@ export class StateError extends Error {
 // ---------------------------------------------------------------------------------------------
 // The index table
 
-/** The highest Raft index recorded for a table, 0 if none. */
+/**
+ * The highest Raft index recorded for a table, 0 if none. Read without a watch, as Consul reads
+ * it: a query watches the data it returns, not every write to the table.
+ */
 export function tableIndex(txn: ReadTxn, table: TableName): number {
-  return txn.first<IndexRecord>(TABLES.index, 'id', table)?.Value ?? 0;
+  return txn.peek<IndexRecord>(TABLES.index, 'id', table)?.Value ?? 0;
 }
 
 /** The highest index over several tables (Consul's maxIndexTxn). */
