@@ -245,6 +245,15 @@ export const STATE_SCHEMA: DbSchema = {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Query results
+
+/** What a read returns: the value and the index to report as X-Consul-Index. */
+export interface QueryResult<T> {
+  readonly index: number;
+  readonly value: T;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 
 /**
