@@ -10,6 +10,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { BTree, Editor } from '../lib/btree.js';
+import { mulberry32, shuffled } from '../test/support.js';
 
 const ENTRIES = 1_000_000;
 const PERSISTENT_SETS = 200_000;
@@ -19,31 +20,10 @@ const PREFIX_SCANS = 10_000;
 /** Each timing is the best of this many runs, after the JIT has seen the code once. */
 const RUNS = 3;
 
-/** mulberry32, so every run times the same key order. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A 20-character key: "key/" and sixteen digits. A template literal this long would be a V8
  * cons string; the latin1 round trip makes it flat, as keys decoded from the wire or disk are. */
 function keyOf(index: number): string {
   return Buffer.from(`key/${String(index).padStart(16, '0')}`, 'latin1').toString('latin1');
-}
-
-function shuffled<T>(items: readonly T[], random: () => number): T[] {
-  const result = items.slice();
-  for (let index = result.length - 1; index > 0; index--) {
-    const other = Math.floor(random() * (index + 1));
-    [result[index], result[other]] = [result[other]!, result[index]!];
-  }
-  return result;
 }
 
 /** Sink for results, so the JIT cannot drop the work that produced them. */

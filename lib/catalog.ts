@@ -63,6 +63,7 @@ import {
   type HealthStatus,
   type IndexRecord,
   type NodeRecord,
+  type QueryResult,
   type ServiceAddressRecord,
   type ServiceRecord,
 } from './schema.js';
@@ -141,12 +142,6 @@ export interface DeregisterRequest {
 
 /** A node record without its Raft indexes: what ensureNode writes. */
 export type NodeInput = Omit<NodeRecord, 'CreateIndex' | 'ModifyIndex'>;
-
-/** What a read returns: the value and the index to report as X-Consul-Index. */
-export interface QueryResult<T> {
-  readonly index: number;
-  readonly value: T;
-}
 
 /** One service instance with its node (structs.ServiceNode, unflattened). */
 export interface ServiceNode {

@@ -43,7 +43,7 @@ const UNIT_NANOS: ReadonlyMap<string, number> = new Map([
  * Throws DurationError with Go's message otherwise.
  */
 export function parseDuration(text: string): number {
-  const quoted = goQuote(text);
+  const quoted = timeQuote(text);
   let rest = text;
   let isNegative = false;
   if (rest.startsWith('-') || rest.startsWith('+')) {
@@ -65,7 +65,7 @@ export function parseDuration(text: string): number {
     if (unit === '') throw new DurationError(`time: missing unit in duration ${quoted}`);
     const unitNanos = UNIT_NANOS.get(unit);
     if (unitNanos === undefined) {
-      throw new DurationError(`time: unknown unit ${goQuote(unit)} in duration ${quoted}`);
+      throw new DurationError(`time: unknown unit ${timeQuote(unit)} in duration ${quoted}`);
     }
     rest = rest.slice(unit.length);
     total += Number(whole || '0') * unitNanos + fractionNanos(fraction, unitNanos);
@@ -130,7 +130,7 @@ function fractionNanos(fraction: string, unitNanos: number): number {
  * Quotes text the way Go's time package does in its errors: printable ASCII as is (with `"`
  * and `\\` escaped), every byte of a control or non-ASCII character as `\xNN`.
  */
-function goQuote(text: string): string {
+function timeQuote(text: string): string {
   let quoted = '"';
   for (const character of text) {
     const code = character.codePointAt(0) ?? 0;

@@ -27,7 +27,7 @@ import type { RegisterRequest, DeregisterRequest } from './catalog.js';
 import * as kvs from './kvs.js';
 import type { KvApplyOp, KvDirEntInput, TxnKvOp, TxnResponse } from './kvs.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
-import { decode, encode, MsgpackError, MsgpackWriter } from './msgpack.js';
+import { decode, encode, MsgpackError, MsgpackReader, MsgpackWriter } from './msgpack.js';
 import { StateError, STATE_SCHEMA, TABLES, type CoordinateRecord, type KvRecord } from './schema.js';
 import * as sessions from './sessions.js';
 import type { SessionCreateRequest } from './sessions.js';
@@ -262,46 +262,65 @@ function insertRestored(txn: WriteTxn, table: string, record: unknown): void {
 
 function* snapshotChunks(txn: ReadTxn): Generator<Uint8Array> {
   const hash = createHash('sha256');
-  const writer = new MsgpackWriter();
-  let chunk = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
-  let used = 0;
-  const emit = function* (force: boolean): Generator<Uint8Array> {
-    if (used === 0 || (!force && used < SNAPSHOT_CHUNK_BYTES / 2)) return;
-    const out = chunk.subarray(0, used);
-    hash.update(out);
-    yield out;
-    chunk = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
-    used = 0;
-  };
-  chunk.set(SNAPSHOT_MAGIC, 0);
-  used = SNAPSHOT_MAGIC.length;
+  // Frames are written straight into a chunk-sized buffer; a full chunk is handed out whole.
+  const newChunk = (): MsgpackWriter => new MsgpackWriter({}, SNAPSHOT_CHUNK_BYTES + 64 * 1024);
+  let writer = newChunk();
+  writer.writeRaw(SNAPSHOT_MAGIC);
   for (const [frame, table] of SNAPSHOT_TABLES) {
-    const encodeRecord = table === TABLES.kvs ? encodeKvRecord : (record: unknown) => record;
     for (const record of txn.all<unknown>(table)) {
-      writer.reset();
-      writer.write(encodeRecord(record as KvRecord));
-      const body = writer.finish();
-      if (used + FRAME_HEADER_BYTES + body.length > chunk.length) {
-        yield* emit(true);
-        if (FRAME_HEADER_BYTES + body.length > chunk.length) chunk = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length);
+      const start = writer.byteLength;
+      writer.writeRawByte(frame);
+      writer.writeRawUint32(0);
+      if (table === TABLES.kvs) writeKvRecord(writer, record as KvRecord);
+      else writer.write(record);
+      writer.patchUint32(start + 1, writer.byteLength - start - FRAME_HEADER_BYTES);
+      if (writer.byteLength >= SNAPSHOT_CHUNK_BYTES) {
+        const out = writer.finish();
+        hash.update(out);
+        yield out;
+        writer = newChunk();
       }
-      chunk[used] = frame;
-      chunk.writeUInt32BE(body.length, used + 1);
-      chunk.set(body, used + FRAME_HEADER_BYTES);
-      used += FRAME_HEADER_BYTES + body.length;
     }
   }
-  yield* emit(true);
-  const end = Buffer.alloc(FRAME_HEADER_BYTES);
-  end[0] = END_FRAME;
-  end.writeUInt32BE(CHECKSUM_BYTES, 1);
-  hash.update(end);
-  yield Buffer.concat([end, hash.digest()]);
+  writer.writeRawByte(END_FRAME);
+  writer.writeRawUint32(CHECKSUM_BYTES);
+  const tail = writer.finish();
+  hash.update(tail);
+  yield Buffer.concat([tail, hash.digest()]);
 }
 
-/** KV records are most of a large state: write them as a positional array, not a map. */
-function encodeKvRecord(record: KvRecord): unknown[] {
-  return [record.Key, record.Flags, record.Value, record.Session, record.LockIndex, record.CreateIndex, record.ModifyIndex];
+/** KV records are most of a large state: a positional array, written field by field. */
+function writeKvRecord(writer: MsgpackWriter, record: KvRecord): void {
+  writer.writeArrayHeader(7);
+  writer.write(record.Key);
+  writer.write(record.Flags);
+  writer.write(record.Value);
+  writer.write(record.Session);
+  writer.write(record.LockIndex);
+  writer.write(record.CreateIndex);
+  writer.write(record.ModifyIndex);
+}
+
+/** Reads a record written by writeKvRecord; the value is copied out of the snapshot chunk. */
+function readKvRecord(body: Uint8Array): KvRecord {
+  const reader = new MsgpackReader(body);
+  if (reader.readArrayLength() !== 7) throw new FsmError('ERR_SNAPSHOT_CORRUPT', 'kvs record: expected 7 fields');
+  const record: KvRecord = {
+    Key: reader.readString(),
+    Flags: reader.readUint64(),
+    Value: copyBytes(reader.readBytesOrNil()),
+    Session: reader.readString(),
+    LockIndex: reader.readInteger(),
+    CreateIndex: reader.readInteger(),
+    ModifyIndex: reader.readInteger(),
+  };
+  if (reader.remaining !== 0) throw new FsmError('ERR_SNAPSHOT_CORRUPT', 'kvs record: trailing bytes');
+  return record;
+}
+
+/** A copy that no longer pins the snapshot chunk it came from (Buffer.from pools small copies). */
+function copyBytes(bytes: Uint8Array | null): Uint8Array | null {
+  return bytes === null ? null : Buffer.from(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,20 +392,13 @@ class SnapshotParser {
   private record(frame: number, body: Buffer): void {
     const table = TABLE_BY_FRAME.get(frame);
     if (table === undefined) throw new FsmError('ERR_SNAPSHOT_CORRUPT', `unknown snapshot frame ${frame}`);
-    let value: unknown;
-    try {
-      value = decode(body);
-    } catch (error) {
-      if (error instanceof MsgpackError) throw new FsmError('ERR_SNAPSHOT_CORRUPT', `${table} record: ${error.message}`);
-      throw error;
-    }
-    const shape = RECORD_SHAPES.get(table);
-    assert.ok(shape, `no record shape for table ${table}`);
+    const read = RECORD_READERS.get(table);
+    assert.ok(read, `no record reader for table ${table}`);
     let checked: unknown;
     try {
-      checked = shape(value, table);
+      checked = read(body);
     } catch (error) {
-      if (error instanceof FsmError) throw new FsmError('ERR_SNAPSHOT_CORRUPT', error.message);
+      if (error instanceof MsgpackError || error instanceof FsmError) throw new FsmError('ERR_SNAPSHOT_CORRUPT', `${table} record: ${error.message}`);
       throw error;
     }
     this.onRecord(table, checked);
@@ -504,7 +516,7 @@ const COORDINATE_BATCH = object({ Updates: array(COORDINATE_UPDATE) });
 const KV_OPS = [...KV_APPLY_OPS, 'get', 'get-or-empty', 'get-tree', 'check-session', 'check-index', 'check-not-exists'] as const;
 const TXN_REQUEST = object({ Ops: array(object({ KV: object({ Verb: oneOf(...KV_OPS), DirEnt: KV_DIRENT }) as Shape<TxnKvOp> })) });
 
-/** The shape of every snapshot record, by table. */
+/** The shape of every snapshot record kept as a map, by table. */
 const RECORD_SHAPES = new Map<string, Shape<unknown>>([
   [TABLES.nodes, object({ ID: str, Node: str, Address: str, Datacenter: str, TaggedAddresses: stringMap, Meta: stringMap, CreateIndex: int, ModifyIndex: int })],
   [TABLES.services, object({
@@ -516,13 +528,6 @@ const RECORD_SHAPES = new Map<string, Shape<unknown>>([
     ServiceName: str, ServiceTags: stringList, Type: str, Interval: str, Timeout: str, ExposedPort: int, Definition: CHECK_DEFINITION,
     CreateIndex: int, ModifyIndex: int,
   })],
-  [TABLES.kvs, (v, p): KvRecord => {
-    if (!Array.isArray(v) || v.length !== 7) return corrupt(p, 'a 7-field kv record', v);
-    // Copy the value out of the chunk it was read from, so the chunk can be freed.
-    const value = nullable(bytes)(v[2], `${p}.Value`);
-    return { Key: str(v[0], `${p}.Key`), Flags: uint64(v[1], `${p}.Flags`), Value: value === null ? null : Buffer.from(value), Session: str(v[3], `${p}.Session`),
-      LockIndex: int(v[4], `${p}.LockIndex`), CreateIndex: int(v[5], `${p}.CreateIndex`), ModifyIndex: int(v[6], `${p}.ModifyIndex`) };
-  }],
   [TABLES.tombstones, object({ Key: str, Index: int })],
   [TABLES.sessions, object({
     ID: str, Name: str, Node: str, NodeChecks: stringList, ServiceChecks: array(object({ ID: str, Namespace: str })), LockDelay: int,
@@ -533,4 +538,10 @@ const RECORD_SHAPES = new Map<string, Shape<unknown>>([
   [TABLES.index, object({ Key: str, Value: int })],
 ]);
 
-assert.deepEqual([...RECORD_SHAPES.keys()].sort(), STATE_SCHEMA.tables.map((table) => table.name).sort(), 'every table needs a snapshot record shape');
+/** How each table's snapshot records are read: KV positionally, the rest as checked maps. */
+const RECORD_READERS = new Map<string, (body: Uint8Array) => unknown>([
+  [TABLES.kvs, readKvRecord],
+  ...[...RECORD_SHAPES].map(([table, shape]) => [table, (body: Uint8Array) => shape(decode(body), table)] as const),
+]);
+
+assert.deepEqual([...RECORD_READERS.keys()].sort(), STATE_SCHEMA.tables.map((table) => table.name).sort(), 'every table needs a snapshot record reader');

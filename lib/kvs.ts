@@ -30,17 +30,11 @@
 
 import assert from 'node:assert/strict';
 import type { ReadTxn, WriteTxn } from './memdb.js';
-import { bumpTableIndex, maxTableIndex, StateError, TABLES, type KvRecord, type SessionBehavior, type TombstoneRecord } from './schema.js';
+import { bumpTableIndex, maxTableIndex, StateError, TABLES, type KvRecord, type QueryResult, type SessionBehavior, type TombstoneRecord } from './schema.js';
 import type { LockDelay } from './sessions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
-
-/** A read result and the X-Consul-Index it carries. */
-export interface Indexed<T> {
-  readonly index: number;
-  readonly value: T;
-}
 
 /**
  * The entry a write request carries (structs.DirEntry as the endpoints fill it). Omitted fields
@@ -129,7 +123,7 @@ export const KVS_ERRORS = {
  * (Consul's KVS.Get). Never 0: Consul reports 1 for an empty store. Watches only this key, plus
  * the table indexes when the key is missing.
  */
-export function kvsGet(txn: ReadTxn, key: string): Indexed<KvRecord | undefined> {
+export function kvsGet(txn: ReadTxn, key: string): QueryResult<KvRecord | undefined> {
   const entry = txn.first<KvRecord>(TABLES.kvs, 'id', key);
   if (entry) return { index: entry.ModifyIndex, value: entry };
   return { index: atLeastOne(maxTableIndex(txn, TABLES.kvs, TABLES.tombstones)), value: undefined };
@@ -140,7 +134,7 @@ export function kvsGet(txn: ReadTxn, key: string): Indexed<KvRecord | undefined>
  * ModifyIndex of those entries and of the tombstones under the prefix; the whole-table index for
  * the empty prefix or when nothing matched. Never 0.
  */
-export function kvsList(txn: ReadTxn, prefix: string): Indexed<KvRecord[]> {
+export function kvsList(txn: ReadTxn, prefix: string): QueryResult<KvRecord[]> {
   const entries = [...txn.getPrefix<KvRecord>(TABLES.kvs, 'id', prefix)];
   let index = 0;
   if (prefix === '') {
@@ -158,7 +152,7 @@ export function kvsList(txn: ReadTxn, prefix: string): Indexed<KvRecord[]> {
  * the prefix is cut just past its first occurrence and reported once ("a/b/c" under "a/" with "/"
  * gives "a/b/"). Index as kvsList.
  */
-export function kvsKeys(txn: ReadTxn, prefix: string, separator: string): Indexed<string[]> {
+export function kvsKeys(txn: ReadTxn, prefix: string, separator: string): QueryResult<string[]> {
   const { index, value: entries } = kvsList(txn, prefix);
   return { index, value: rollUpKeys(entries, prefix, separator) };
 }

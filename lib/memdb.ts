@@ -19,9 +19,10 @@
 // Stored objects are treated as immutable: a write replaces an object, never edits it, so
 // snapshots stay exact. Callers build a new object for every change.
 //
-// Key encoding: a string index value ends with "\x00", so an exact lookup of "web" never matches
-// "web2" while a prefix lookup of "we" matches both; compound keys are their parts each so
-// terminated. A non-unique index stores `<index key><id key>` so entries stay distinct.
+// Key encoding: a non-unique string index value ends with "\x00", so an exact lookup of "web"
+// never matches "web2" while a prefix lookup of "we" matches both; compound keys are their parts
+// each so terminated. A non-unique index stores `<index key><id key>` so entries stay distinct.
+// A unique single-field index needs no terminator: its keys are the values themselves.
 //
 // Not here: persistence (the FSM snapshots this state), Consul's semantics (lib/state.ts).
 
@@ -79,18 +80,24 @@ export interface StringIndexOptions {
   readonly allowMissing?: boolean;
 }
 
-/** An index on one string field; an empty string counts as missing. */
+/**
+ * An index on one string field; an empty string counts as missing. A unique index stores the
+ * value itself as its key: with no id appended there is nothing to separate, the order and
+ * prefix matches are the same as with a terminator, and the key string is the record's own
+ * (no copy per entry, which matters at a million KV keys).
+ */
 export function stringIndex<T>(name: string, field: (object: T) => string, options: StringIndexOptions = {}): IndexSchema<T> {
   const normalize = options.isLowercase ? (text: string) => text.toLowerCase() : (text: string) => text;
+  const terminator = options.isUnique ? '' : TERMINATOR;
   return {
     name,
     isUnique: options.isUnique ?? false,
     allowMissing: options.allowMissing ?? false,
     keysOf: (object) => {
       const value = field(object);
-      return value === '' ? [] : [normalize(value) + TERMINATOR];
+      return value === '' ? [] : [normalize(value) + terminator];
     },
-    exactKey: (args) => normalize(stringArg(name, args, 0)) + TERMINATOR,
+    exactKey: (args) => normalize(stringArg(name, args, 0)) + terminator,
     prefixKey: (args) => (args.length === 0 ? '' : normalize(stringArg(name, args, 0))),
   };
 }

@@ -110,6 +110,51 @@ export class MsgpackReader {
     return this.readValue(0);
   }
 
+  /** Reads an array header and returns its length (for positional records). */
+  readArrayLength(): number {
+    const byte = this.u8();
+    if ((byte & 0xf0) === 0x90) return byte & 0x0f;
+    if (byte === 0xdc) return this.u16();
+    if (byte === 0xdd) return this.u32();
+    throw new MsgpackError('ERR_MSGPACK_INVALID', `expected an array at offset ${this.offset - 1}`);
+  }
+
+  /** Reads a value that must be a string. */
+  readString(): string {
+    const value = this.read();
+    if (typeof value === 'string') return value;
+    if (value instanceof Uint8Array) return TEXT_DECODER.decode(value);
+    throw new MsgpackError('ERR_MSGPACK_INVALID', `expected a string before offset ${this.offset}`);
+  }
+
+  /** Reads a value that must be a safe integer. */
+  readInteger(): number {
+    const value = this.read();
+    if (typeof value === 'number' && Number.isSafeInteger(value)) return value;
+    throw new MsgpackError('ERR_MSGPACK_INVALID', `expected an integer before offset ${this.offset}`);
+  }
+
+  /** Reads a value that must be a non-negative integer below 2^64, as a bigint. */
+  readUint64(): bigint {
+    const value = this.read();
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value === 0 ? 0n : BigInt(value);
+    if (typeof value === 'bigint' && value >= 0n) return value;
+    throw new MsgpackError('ERR_MSGPACK_INVALID', `expected a uint64 before offset ${this.offset}`);
+  }
+
+  /** Reads bytes (bin or raw str) or nil. The bytes are a view into the input. */
+  readBytesOrNil(): Uint8Array | null {
+    const byte = this.bytes[this.offset];
+    if (byte === 0xc0) {
+      this.offset++;
+      return null;
+    }
+    const value = this.readValue(0);
+    if (value instanceof Uint8Array) return value;
+    if (typeof value === 'string') return TEXT_ENCODER.encode(value);
+    throw new MsgpackError('ERR_MSGPACK_INVALID', `expected bytes before offset ${this.offset}`);
+  }
+
   private readValue(depth: number): MsgpackValue {
     if (depth > MSGPACK_DEPTH_MAX) throw new MsgpackError('ERR_MSGPACK_DEPTH', `nesting deeper than ${MSGPACK_DEPTH_MAX}`);
     const byte = this.u8();
@@ -238,11 +283,52 @@ function exactInteger(value: bigint): number | bigint {
 
 /** Appends msgpack values to a growing buffer. Reusable for framing several values. */
 export class MsgpackWriter {
-  private buffer = new Uint8Array(256);
-  private view = new DataView(this.buffer.buffer);
+  private buffer: Uint8Array;
+  private view: DataView;
   private length = 0;
 
-  constructor(private readonly options: EncodeOptions = {}) {}
+  constructor(
+    private readonly options: EncodeOptions = {},
+    initialCapacity = 256,
+  ) {
+    this.buffer = new Uint8Array(Math.max(16, initialCapacity));
+    this.view = new DataView(this.buffer.buffer);
+  }
+
+  /** Bytes written so far. */
+  get byteLength(): number {
+    return this.length;
+  }
+
+  /** Appends bytes as they are (framing around msgpack values). */
+  writeRaw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buffer.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  /** Appends one raw byte. */
+  writeRawByte(value: number): void {
+    this.byte(value & 0xff);
+  }
+
+  /** Appends a big-endian uint32 (a length placeholder to patch later). */
+  writeRawUint32(value: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.length, value);
+    this.length += 4;
+  }
+
+  /** Overwrites a big-endian uint32 written earlier at `offset`. */
+  patchUint32(offset: number, value: number): void {
+    if (offset < 0 || offset + 4 > this.length) throw new MsgpackError('ERR_MSGPACK_UNENCODABLE', `patch at ${offset} is outside the ${this.length} bytes written`);
+    this.view.setUint32(offset, value);
+  }
+
+  /** Appends an array header for `count` items that the caller writes next. */
+  writeArrayHeader(count: number): void {
+    this.header(count, 0x90, 0xdc, 0xdd);
+  }
 
   /** Appends one value. Throws MsgpackError for values msgpack cannot carry (functions, symbols, NaN keys...). */
   write(value: unknown, depth = 0): void {

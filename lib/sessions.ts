@@ -18,9 +18,9 @@
 // (node, check, session) until the session ends; every change bumps the tables it touched.
 
 import { formatDuration, parseDuration, DurationError, NANOS_PER_SECOND } from './duration.js';
-import { kvsInvalidateSession, type Indexed } from './kvs.js';
+import { kvsInvalidateSession } from './kvs.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
-import { bumpTableIndex, StateError, tableIndex, TABLES, type CheckRecord, type SessionCheckRecord, type SessionRecord } from './schema.js';
+import { bumpTableIndex, StateError, tableIndex, TABLES, type CheckRecord, type QueryResult, type SessionCheckRecord, type SessionRecord } from './schema.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -283,19 +283,19 @@ export function invalidateNodeSessions(txn: WriteTxn, index: number, node: strin
 // Reads (index: the sessions table index, as SessionGet/SessionList/NodeSessions report)
 
 /** One session, or undefined (the HTTP layer answers `[]`). */
-export function sessionGet(txn: ReadTxn, sessionId: string): Indexed<SessionRecord | undefined> {
+export function sessionGet(txn: ReadTxn, sessionId: string): QueryResult<SessionRecord | undefined> {
   const session = txn.first<SessionRecord>(TABLES.sessions, 'id', sessionId);
   return { index: tableIndex(txn, TABLES.sessions), value: session };
 }
 
 /** Every session, in ID order. */
-export function sessionList(txn: ReadTxn): Indexed<SessionRecord[]> {
+export function sessionList(txn: ReadTxn): QueryResult<SessionRecord[]> {
   const sessions = [...txn.all<SessionRecord>(TABLES.sessions)];
   return { index: tableIndex(txn, TABLES.sessions), value: sessions };
 }
 
 /** The sessions of one node. */
-export function nodeSessions(txn: ReadTxn, node: string): Indexed<SessionRecord[]> {
+export function nodeSessions(txn: ReadTxn, node: string): QueryResult<SessionRecord[]> {
   const sessions = [...txn.get<SessionRecord>(TABLES.sessions, 'node', node)];
   return { index: tableIndex(txn, TABLES.sessions), value: sessions };
 }

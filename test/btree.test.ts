@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BTree, BTREE_NODE_WIDTH_MAX, Editor } from '../lib/btree.js';
+import { mulberry32, shuffled } from './support.js';
 
 // The differential test replays from its seed: BTREE_SEED=<n> runs that one seed, BTREE_OPS=<n>
 // changes the operations per seed (a soak: BTREE_SEEDS=500 BTREE_OPS=20000).
@@ -14,18 +15,6 @@ const SNAPSHOTS_KEPT = 4;
 /** Entries compared from the start of an entries(from) or values(from) walk. */
 const WALK_COMPARE_ENTRIES = 40;
 
-/** mulberry32: a small seeded PRNG, so a failure replays from its seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function contents<V>(tree: BTree<V>): Array<[string, V]> {
   return [...tree.entries()];
 }
@@ -38,15 +27,6 @@ function treeOf(keys: readonly string[]): BTree<number> {
     tree = tree.set(key, index, editor);
   });
   return tree;
-}
-
-function shuffled<T>(items: readonly T[], random: () => number): T[] {
-  const result = items.slice();
-  for (let index = result.length - 1; index > 0; index--) {
-    const other = Math.floor(random() * (index + 1));
-    [result[index], result[other]] = [result[other]!, result[index]!];
-  }
-  return result;
 }
 
 function paddedKeys(count: number, prefix = 'k'): string[] {

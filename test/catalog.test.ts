@@ -30,9 +30,11 @@ import {
   type HealthCheckInput,
   type RegisterRequest,
 } from '../lib/catalog.js';
-import { MemDb, WatchSet, type ReadTxn, type WriteTxn } from '../lib/memdb.js';
+import { MemDb, WatchSet, type ReadTxn } from '../lib/memdb.js';
 import { STATE_SCHEMA, StateError, TABLES, type CheckRecord, type CoordinateRecord, type IndexRecord, type NodeRecord, type ServiceRecord } from '../lib/schema.js';
 import { LockDelay, sessionCreate, sessionGet } from '../lib/sessions.js';
+import { assertStateError, checkRecord, read, write } from './state-support.js';
+import { mulberry32 } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -43,41 +45,16 @@ function newDb(): MemDb {
   return new MemDb(STATE_SCHEMA);
 }
 
-/** Runs `write` in its own transaction; aborts and rethrows on failure. */
-function apply(db: MemDb, write: (txn: WriteTxn) => void): void {
-  const txn = db.writeTxn();
-  try {
-    write(txn);
-  } catch (error) {
-    txn.abort();
-    throw error;
-  }
-  txn.commit();
-}
-
 function register(db: MemDb, index: number, req: RegisterRequest): void {
-  apply(db, (txn) => ensureRegistration(txn, index, req, lockDelay));
+  write(db, (txn) => ensureRegistration(txn, index, req, lockDelay));
 }
 
 function dereg(db: MemDb, index: number, req: DeregisterRequest): void {
-  apply(db, (txn) => deregister(txn, index, req, lockDelay));
-}
-
-function read<T>(db: MemDb, query: (txn: ReadTxn) => T): T {
-  return query(db.readTxn());
+  write(db, (txn) => deregister(txn, index, req, lockDelay));
 }
 
 function indexEntry(db: MemDb, key: string): number | undefined {
   return read(db, (txn) => txn.first<IndexRecord>(TABLES.index, 'id', key)?.Value);
-}
-
-function assertStateError(run: () => void, code: string, message: string): void {
-  assert.throws(run, (error: unknown) => {
-    assert.ok(error instanceof StateError, `expected StateError, got ${String(error)}`);
-    assert.equal(error.message, message);
-    assert.equal(error.code, code);
-    return true;
-  });
 }
 
 const webCheck: HealthCheckInput = { CheckID: 'service:web-1', Name: 'web alive', Status: 'passing', ServiceID: 'web-1' };
@@ -155,9 +132,9 @@ describe('refusals', () => {
     const db = newDb();
     seedWeb(db);
     assertStateError(() => register(db, 4, { Node: 'n1', Address: '10.0.0.1', Check: { CheckID: 'c2', ServiceID: 'WEB-1' } }), 'ERR_UNKNOWN_SERVICE_ID', "Unknown service ID 'WEB-1' for check ID 'c2'");
-    assertStateError(() => apply(db, (txn) => ensureCheck(txn, 4, { Node: 'n1', CheckID: 'c2', ServiceID: 'ghost' }, lockDelay)), 'ERR_MISSING_SERVICE', 'Missing service registration');
-    assertStateError(() => apply(db, (txn) => ensureCheck(txn, 4, { Node: 'ghost', CheckID: 'c2' }, lockDelay)), 'ERR_MISSING_NODE', 'Missing node registration');
-    assertStateError(() => apply(db, (txn) => ensureService(txn, 4, 'ghost', { Service: 'web' })), 'ERR_MISSING_NODE', 'Missing node registration');
+    assertStateError(() => write(db, (txn) => ensureCheck(txn, 4, { Node: 'n1', CheckID: 'c2', ServiceID: 'ghost' }, lockDelay)), 'ERR_MISSING_SERVICE', 'Missing service registration');
+    assertStateError(() => write(db, (txn) => ensureCheck(txn, 4, { Node: 'ghost', CheckID: 'c2' }, lockDelay)), 'ERR_MISSING_NODE', 'Missing node registration');
+    assertStateError(() => write(db, (txn) => ensureService(txn, 4, 'ghost', { Service: 'web' })), 'ERR_MISSING_NODE', 'Missing node registration');
   });
 
   test("malformed registrations are refused with Catalog.Register's messages", () => {
@@ -262,7 +239,7 @@ describe('deregistration', () => {
   test('deregistering a node removes its services, checks and coordinates', () => {
     const db = newDb();
     seedWeb(db);
-    apply(db, (txn) => coordinateBatchUpdate(txn, 4, [{ Node: 'n1', Segment: '', Coord: { Vec: [1, 2], Error: 0.1, Adjustment: 0, Height: 0.01 } }]));
+    write(db, (txn) => coordinateBatchUpdate(txn, 4, [{ Node: 'n1', Segment: '', Coord: { Vec: [1, 2], Error: 0.1, Adjustment: 0, Height: 0.01 } }]));
     register(db, 5, { Node: 'n2', Address: '10.0.0.2', Service: { Service: 'web', ID: 'web-2' } });
     dereg(db, 6, { Node: 'N1' });
     assert.equal(read(db, (txn) => getNode(txn, 'n1').value), undefined);
@@ -475,7 +452,7 @@ describe('coordinates', () => {
     const db = newDb();
     register(db, 1, { Node: 'n1', Address: 'a' });
     const coord = { Vec: [0.1, 0.2], Error: 1.5, Adjustment: 0, Height: 0.00001 };
-    apply(db, (txn) =>
+    write(db, (txn) =>
       coordinateBatchUpdate(txn, 2, [
         { Node: 'n1', Segment: '', Coord: coord },
         { Node: 'n1', Segment: 'alpha', Coord: { ...coord, Height: Number.NaN } },
@@ -484,7 +461,7 @@ describe('coordinates', () => {
     );
     assert.deepEqual(read(db, (txn) => coordinates(txn)), { index: 2, value: [{ Node: 'n1', Segment: '', Coord: coord }] });
     assert.deepEqual([...read(db, (txn) => coordinate(txn, 'N1').value)], [['', coord]]);
-    apply(db, (txn) => coordinateBatchUpdate(txn, 3, [{ Node: 'ghost', Segment: '', Coord: coord }]));
+    write(db, (txn) => coordinateBatchUpdate(txn, 3, [{ Node: 'ghost', Segment: '', Coord: coord }]));
     assert.equal(read(db, (txn) => coordinates(txn).index), 2, 'nothing stored, no index move');
   });
 });
@@ -494,7 +471,7 @@ describe('coordinates', () => {
 
 describe('sessions', () => {
   function createSession(db: MemDb, index: number, id: string, nodeChecks: string[]): void {
-    apply(db, (txn) => {
+    write(db, (txn) => {
       sessionCreate(txn, index, { ID: id, Name: '', Node: 'n1', NodeChecks: nodeChecks, ServiceChecks: [], LockDelay: 0, Behavior: 'release', TTL: '' });
     });
   }
@@ -514,7 +491,7 @@ describe('sessions', () => {
     const db = newDb();
     seedWeb(db);
     createSession(db, 4, 's-web', ['service:web-1']);
-    apply(db, (txn) => deleteCheck(txn, 5, 'n1', 'service:web-1', lockDelay));
+    write(db, (txn) => deleteCheck(txn, 5, 'n1', 'service:web-1', lockDelay));
     assert.equal(hasSession(db, 's-web'), false);
   });
 
@@ -582,18 +559,6 @@ describe('watches', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Model-based randomized test
-
-/** mulberry32: a tiny seeded PRNG. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const lower = (text: string): string => text.toLowerCase();
 const key2 = (a: string, b: string): string => `${lower(a)}\x00${lower(b)}`;
@@ -671,24 +636,16 @@ class Model {
   private registerCheck(index: number, nodeName: string, input: HealthCheckInput): void {
     const serviceId = input.ServiceID ?? '';
     const service = serviceId === '' ? undefined : this.services.get(key2(nodeName, serviceId));
-    const check: CheckRecord = {
+    const check = checkRecord(index, {
       Node: nodeName,
       CheckID: input.CheckID ?? '',
       Name: input.Name ?? '',
       Status: (input.Status || 'critical') as CheckRecord['Status'],
-      Notes: '',
       Output: input.Output ?? '',
       ServiceID: serviceId,
       ServiceName: service?.Service ?? '',
       ServiceTags: service ? service.Tags : [],
-      Type: '',
-      Interval: '',
-      Timeout: '',
-      ExposedPort: 0,
-      Definition: {},
-      CreateIndex: index,
-      ModifyIndex: index,
-    };
+    });
     const key = key2(nodeName, check.CheckID);
     const existing = this.checks.get(key);
     if (existing && sameIgnoring(existing, check, ['Node', 'CreateIndex', 'ModifyIndex']) && lower(existing.Node) === lower(nodeName)) return;
@@ -867,7 +824,7 @@ function randomOp(rng: () => number, model: Model): Op {
   const update: CoordinateRecord = { Node: nodeName, Segment: pick(['', 'seg']), Coord: { Vec: [rng(), rng()], Error: rng(), Adjustment: 0, Height: rng() } };
   return {
     describe: `coordinates ${JSON.stringify(update)}`,
-    applyReal: (db, index) => apply(db, (txn) => coordinateBatchUpdate(txn, index, [update])),
+    applyReal: (db, index) => write(db, (txn) => coordinateBatchUpdate(txn, index, [update])),
     applyModel: (m) => {
       m.updateCoordinate(update);
       return undefined;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DurationError, formatDuration, parseDuration } from '../lib/duration.js';
+import { mulberry32 } from './support.js';
 
 // Expected values are Go's: time.ParseDuration and time.Duration.String() (Go 1.22).
 
@@ -202,18 +203,6 @@ function goDurationString(d: bigint): string {
     }
   }
   return negative ? `-${text}` : text;
-}
-
-/** mulberry32: a small seeded PRNG, so a failure replays from its seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const SEED = Number(process.env['DURATION_SEED'] ?? 20260101);

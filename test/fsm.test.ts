@@ -7,6 +7,7 @@ import { WatchSet } from '../lib/memdb.js';
 import { encode } from '../lib/msgpack.js';
 import { STATE_SCHEMA } from '../lib/schema.js';
 import { StateStore } from '../lib/state.js';
+import { mulberry32 } from './support.js';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 
@@ -38,20 +39,9 @@ async function snapshotBytes(fsm: Fsm): Promise<Buffer> {
   return Buffer.concat([...fsm.snapshot().chunks()]);
 }
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A random but valid sequence of commands touching every table. */
 function randomCommands(seed: number, count: number): Command[] {
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)] as T;
   const nodeNames = ['n1', 'n2', 'n3'];
   const commands: Command[] = nodeNames.map((node, i) => ({
@@ -238,7 +228,7 @@ describe('snapshot and restore', () => {
     const whole = await snapshotBytes(source);
     const target = newFsm();
     const before = dump(target);
-    const random = prng(7);
+    const random = mulberry32(7);
     for (let i = 0; i < 50; i++) {
       const copy = Buffer.from(whole);
       const position = Math.floor(random() * copy.length);

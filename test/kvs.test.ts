@@ -27,39 +27,17 @@ import {
   type TxnKvOp,
   type TxnResponse,
 } from '../lib/kvs.js';
-import { MemDb, WatchSet, type ReadTxn, type WriteTxn } from '../lib/memdb.js';
-import { bumpTableIndex, STATE_SCHEMA, StateError, tableIndex, TABLES, type KvRecord, type NodeRecord, type TombstoneRecord } from '../lib/schema.js';
+import { MemDb, WatchSet, type ReadTxn } from '../lib/memdb.js';
+import { STATE_SCHEMA, tableIndex, TABLES, type KvRecord, type TombstoneRecord } from '../lib/schema.js';
 import { LockDelay, normalizeSessionRequest, sessionCreate, sessionDestroy } from '../lib/sessions.js';
+import { assertStateError, read, registerNode, write } from './state-support.js';
+import { mulberry32 } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 const text = (value: Uint8Array | null): string | null => (value === null ? null : Buffer.from(value).toString('utf8'));
-
-/** Applies `apply` in one write transaction at Raft index `index`; aborts if it throws. */
-function write<T>(db: MemDb, apply: (txn: WriteTxn) => T): T {
-  const txn = db.writeTxn();
-  try {
-    const result = apply(txn);
-    txn.commit();
-    return result;
-  } catch (error) {
-    txn.abort();
-    throw error;
-  }
-}
-
-function read<T>(db: MemDb, query: (txn: ReadTxn) => T, watchSet?: WatchSet): T {
-  return query(db.readTxn(watchSet));
-}
-
-function registerNode(db: MemDb, index: number, node: string): void {
-  write(db, (txn) => {
-    txn.insert<NodeRecord>(TABLES.nodes, { ID: '', Node: node, Address: '127.0.0.1', Datacenter: 'dc1', TaggedAddresses: {}, Meta: {}, CreateIndex: index, ModifyIndex: index });
-    bumpTableIndex(txn, TABLES.nodes, index);
-  });
-}
 
 function createSession(db: MemDb, index: number, id: string, options: { behavior?: 'release' | 'delete'; lockDelayNanos?: number } = {}): void {
   const request = normalizeSessionRequest({ NodeChecks: [], Behavior: options.behavior ?? 'release', LockDelay: options.lockDelayNanos ?? 15e9 }, 'node1', id);
@@ -76,15 +54,6 @@ function get(db: MemDb, key: string): { index: number; value: KvRecord | undefin
 
 function listIndex(db: MemDb, prefix: string): number {
   return read(db, (txn) => kvsList(txn, prefix).index);
-}
-
-function assertStateError(run: () => unknown, code: string, message: string): void {
-  assert.throws(run, (error: unknown) => {
-    assert.ok(error instanceof StateError, `expected StateError, got ${String(error)}`);
-    assert.equal(error.code, code);
-    assert.equal(error.message, message);
-    return true;
-  });
 }
 
 /** Runs a KV txn the way the caller must: commit on success, abort on errors. */
@@ -238,7 +207,7 @@ describe('KV set and CAS', () => {
     const db = new MemDb(STATE_SCHEMA);
     set(db, 1, 'foo', 'zoo', { Session: 'nope' });
     assert.equal(get(db, 'foo').value?.Session, '');
-    registerNode(db, 2, 'node1');
+    registerNode(db, 2, 'node1', '127.0.0.1');
     createSession(db, 3, 's1');
     assert.equal(
       write(db, (txn) => kvsLock(txn, 4, { Key: 'foo', Value: bytes('locked'), Session: 's1' })),
@@ -420,7 +389,7 @@ describe('KV deletes and tombstones', () => {
 describe('KV locks', () => {
   function lockDb(): MemDb {
     const db = new MemDb(STATE_SCHEMA);
-    registerNode(db, 1, 'node1');
+    registerNode(db, 1, 'node1', '127.0.0.1');
     createSession(db, 2, 's1');
     createSession(db, 3, 's2');
     return db;
@@ -552,7 +521,7 @@ describe('KV transactions', () => {
 
   test("txn error texts are Consul's", () => {
     const db = new MemDb(STATE_SCHEMA);
-    registerNode(db, 1, 'node1');
+    registerNode(db, 1, 'node1', '127.0.0.1');
     createSession(db, 2, 's1');
     createSession(db, 3, 's2');
     write(db, (txn) => kvsLock(txn, 4, { Key: 'held', Session: 's1' }));
@@ -595,7 +564,7 @@ describe('KV transactions', () => {
 
   test('lock and unlock results carry the lock state', () => {
     const db = new MemDb(STATE_SCHEMA);
-    registerNode(db, 1, 'node1');
+    registerNode(db, 1, 'node1', '127.0.0.1');
     createSession(db, 2, 's1');
     const locked = runTxn(db, 3, [op('lock', 'k', { Session: 's1', Value: bytes('x') })]);
     assert.deepEqual(locked.Results?.[0]?.KV, { LockIndex: 1, Key: 'k', Flags: 0n, Value: null, Session: 's1', CreateIndex: 3, ModifyIndex: 3 });
@@ -734,18 +703,6 @@ describe('tombstone GC', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Model-based randomized test
-
-/** mulberry32: a tiny seeded PRNG. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ModelEntry {
   readonly Value: string | null;
@@ -915,7 +872,7 @@ function randomPrefix(random: () => number): string {
 
 function runModelSeed(seed: number): void {
   const run: ModelRun = { seed, db: new MemDb(STATE_SCHEMA), model: new KvModel(), lockDelay: new LockDelay(() => 0), random: mulberry32(seed), index: 1, sessionCounter: 0 };
-  registerNode(run.db, run.index, 'node1');
+  registerNode(run.db, run.index, 'node1', '127.0.0.1');
   for (let step = 0; step < MODEL_OPS_PER_SEED; step++) {
     run.index += 1 + Math.floor(run.random() * 2);
     const what = applyRandomOp(run, step);

@@ -12,6 +12,7 @@ import {
   type DbSchema,
   type TableSchema,
 } from '../lib/memdb.js';
+import { mulberry32 } from './support.js';
 
 interface Item {
   readonly id: string;
@@ -47,17 +48,6 @@ function insertAll(db: MemDb, items: readonly Item[]): void {
 
 function ids(values: Iterable<Item>): string[] {
   return [...values].map((value) => value.id);
-}
-
-/** mulberry32: small, seedable, good enough for choosing operations. */
-function prng(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('transactions', () => {
@@ -205,7 +195,7 @@ describe('model-based: random operations against a naive model', () => {
 
   for (const seed of seeds) {
     test(`seed ${seed}`, () => {
-      const random = prng(seed);
+      const random = mulberry32(seed);
       const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)] as T;
       const db = new MemDb(SCHEMA);
       let model = new Map<string, Item>();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decode, encode, float64, MsgpackError, MsgpackExt, MsgpackReader, MsgpackWriter, MSGPACK_DEPTH_MAX } from '../lib/msgpack.js';
+import { mulberry32 } from './support.js';
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 const fromHex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
@@ -126,13 +127,7 @@ describe('malformed input', () => {
   });
 
   test('20,000 random inputs never throw anything but MsgpackError, each quickly', () => {
-    let state = 20261122;
-    const next = (): number => {
-      state = (state + 0x6d2b79f5) | 0;
-      let t = Math.imul(state ^ (state >>> 15), 1 | state);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const next = mulberry32(20261122);
     const samples = [encode({ a: [1, 'x', { b: new Uint8Array(3) }] }), encode('hello'), encode([1, 2, 3, -1, 1.5])];
     for (let i = 0; i < 20_000; i++) {
       const base = samples[i % samples.length] ?? new Uint8Array();

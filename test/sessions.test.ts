@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { kvsGet, kvsList, kvsLock, kvsPreApply } from '../lib/kvs.js';
-import { MemDb, WatchSet, type ReadTxn, type WriteTxn } from '../lib/memdb.js';
-import { bumpTableIndex, STATE_SCHEMA, StateError, tableIndex, TABLES, type CheckRecord, type HealthStatus, type NodeRecord, type SessionCheckRecord, type TombstoneRecord } from '../lib/schema.js';
+import { MemDb, WatchSet } from '../lib/memdb.js';
+import { bumpTableIndex, STATE_SCHEMA, tableIndex, TABLES, type CheckRecord, type HealthStatus, type SessionCheckRecord, type TombstoneRecord } from '../lib/schema.js';
 import {
   invalidateCheckSessions,
   invalidateNodeSessions,
@@ -25,53 +25,14 @@ import {
   type SessionCreateBody,
   type SessionCreateRequest,
 } from '../lib/sessions.js';
+import { assertStateError, checkRecord, read, registerNode, write } from './state-support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function write<T>(db: MemDb, apply: (txn: WriteTxn) => T): T {
-  const txn = db.writeTxn();
-  try {
-    const result = apply(txn);
-    txn.commit();
-    return result;
-  } catch (error) {
-    txn.abort();
-    throw error;
-  }
-}
-
-function read<T>(db: MemDb, query: (txn: ReadTxn) => T, watchSet?: WatchSet): T {
-  return query(db.readTxn(watchSet));
-}
-
-function registerNode(db: MemDb, index: number, node: string): void {
-  write(db, (txn) => {
-    txn.insert<NodeRecord>(TABLES.nodes, { ID: '', Node: node, Address: '10.0.0.1', Datacenter: 'dc1', TaggedAddresses: {}, Meta: {}, CreateIndex: index, ModifyIndex: index });
-    bumpTableIndex(txn, TABLES.nodes, index);
-  });
-}
-
 function registerCheck(db: MemDb, index: number, node: string, checkId: string, status: Exclude<HealthStatus, 'maintenance'>, serviceId = ''): void {
   write(db, (txn) => {
-    txn.insert<CheckRecord>(TABLES.checks, {
-      Node: node,
-      CheckID: checkId,
-      Name: checkId,
-      Status: status,
-      Notes: '',
-      Output: '',
-      ServiceID: serviceId,
-      ServiceName: serviceId,
-      ServiceTags: [],
-      Type: '',
-      Interval: '',
-      Timeout: '',
-      ExposedPort: 0,
-      Definition: {},
-      CreateIndex: index,
-      ModifyIndex: index,
-    });
+    txn.insert<CheckRecord>(TABLES.checks, checkRecord(index, { Node: node, CheckID: checkId, Name: checkId, Status: status, ServiceID: serviceId, ServiceName: serviceId, ServiceTags: [] }));
     bumpTableIndex(txn, TABLES.checks, index);
   });
 }
@@ -86,15 +47,6 @@ function create(db: MemDb, index: number, id: string, body: SessionCreateBody = 
 
 function lock(db: MemDb, index: number, key: string, session: string): boolean {
   return write(db, (txn) => kvsLock(txn, index, { Key: key, Value: new TextEncoder().encode('v'), Session: session }));
-}
-
-function assertStateError(run: () => unknown, code: string, message: string): void {
-  assert.throws(run, (error: unknown) => {
-    assert.ok(error instanceof StateError, `expected StateError, got ${String(error)}`);
-    assert.equal(error.code, code);
-    assert.equal(error.message, message);
-    return true;
-  });
 }
 
 /** A node with a passing serfHealth check: what a joined agent looks like. */

@@ -1,5 +1,6 @@
 // Shared helpers for tests that use real sockets and processes. No fixed sleeps: everything
-// waits for a condition with a deadline.
+// waits for a condition with a deadline. Also the seeded PRNG that the randomized tests and the
+// benchmarks share, so a failing seed replays the same sequence everywhere.
 
 import { request } from 'node:http';
 import { createServer } from 'node:net';
@@ -53,4 +54,30 @@ export function httpRequest(port: number, method: string, path: string, host = '
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * mulberry32: a small seeded PRNG returning floats in [0, 1), so a failure replays from its
+ * seed. The seed is taken modulo 2^32; the sequence for a seed must never change, since tests
+ * print seeds to replay.
+ */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A Fisher-Yates shuffle of a copy of `items`, drawing one number from `random` for every position but the first. */
+export function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const result = items.slice();
+  for (let index = result.length - 1; index > 0; index--) {
+    const other = Math.floor(random() * (index + 1));
+    [result[index], result[other]] = [result[other]!, result[index]!];
+  }
+  return result;
 }
