@@ -3,13 +3,17 @@
 //   catalog registration: operations per second;
 // - FSM snapshot and restore of 1,000,000 KV pairs with 256-byte values: seconds and peak RSS;
 // - resident memory per key with those pairs loaded.
-// The memory phase runs in a fresh child process with --expose-gc so earlier phases do not
-// pollute it. Figures are compared with the targets and with etcd 3.4's figures measured on this
+// The million-key phases run in child processes with --expose-gc: one loads the keys and
+// streams a snapshot to a file (a live server snapshotting), a fresh one restores it (a server
+// restarting), so neither measures the other's heap. Figures are compared with the targets and with etcd 3.4's figures measured on this
 // kind of machine (shared/spec/baselines.md): etcd is not run here, because loading a million
 // keys into it takes minutes.
 //
 // Run: npm run bench -- state        (BENCH_KEYS=200000 for a quicker memory phase)
 import { spawnSync } from 'node:child_process';
+import { closeSync, createReadStream, fsyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ensureRegistration } from '../lib/catalog.js';
 import { encodeCommand, Fsm } from '../lib/fsm.js';
 import { kvsGet, kvsList, kvsSet } from '../lib/kvs.js';
@@ -61,63 +65,85 @@ function throughput(): void {
   }
 }
 
-async function memoryAndSnapshot(): Promise<void> {
+interface PhaseReport {
+  readonly seconds: number;
+  readonly bytesPerKey: number;
+  readonly peakRssMb: number;
+  readonly fileMb: number;
+}
+
+function forceGc(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('run with --expose-gc');
   gc();
-  const baseRss = process.memoryUsage().rss;
-  const store = new StateStore({ nowMs: () => 0 });
-  const fsm = new Fsm(store);
-  let index = 0;
-  const batch = 10_000;
-  for (let start = 0; start < MEMORY_KEYS; start += batch) {
-    store.write((txn) => {
-      for (let i = start; i < Math.min(start + batch, MEMORY_KEYS); i++) {
-        // Each value is its own 256-byte buffer, as values arriving in HTTP bodies are.
-        const value = Buffer.alloc(VALUE_BYTES, i % 251);
-        kvsSet(txn, ++index, { Key: keyOf(i), Value: value });
-      }
-    });
-  }
-  fsm.apply(++index, encodeCommand({ type: 'tombstone-reap', reapIndex: 0 }));
-  gc();
-  const loadedRss = process.memoryUsage().rss;
-  let peakRss = loadedRss;
-  const sample = (): void => {
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
-  };
-
-  const snapshotStarted = performance.now();
-  const chunks: Uint8Array[] = [];
-  let snapshotBytes = 0;
-  for (const chunk of fsm.snapshot().chunks()) {
-    chunks.push(chunk);
-    snapshotBytes += chunk.length;
-    if (chunks.length % 64 === 0) sample();
-  }
-  const snapshotSeconds = (performance.now() - snapshotStarted) / 1000;
-  sample();
-
-  const target = new Fsm(new StateStore({ nowMs: () => 0 }));
-  const restoreStarted = performance.now();
-  await target.restore(chunks, index);
-  const restoreSeconds = (performance.now() - restoreStarted) / 1000;
-  sample();
-  const perKey = (loadedRss - baseRss) / MEMORY_KEYS;
-  const scale = MEMORY_KEYS / 1_000_000;
-  console.log(`\n${MEMORY_KEYS.toLocaleString('en-US')} KV pairs, ${VALUE_BYTES}-byte values; snapshot ${(snapshotBytes / 1e6).toFixed(0)} MB\n`);
-  console.log('| measure | consul-ts | target (etcd 3.4 here) | ratio to target |');
-  console.log('|---|---|---|---|');
-  console.log(`| snapshot, seconds | ${snapshotSeconds.toFixed(2)} | ${(2.4 * scale).toFixed(2)} | ${(snapshotSeconds / (2.4 * scale)).toFixed(2)} |`);
-  console.log(`| restore, seconds | ${restoreSeconds.toFixed(2)} | ${(3.4 * scale).toFixed(2)} | ${(restoreSeconds / (3.4 * scale)).toFixed(2)} |`);
-  console.log(`| resident memory per key, bytes | ${Math.round(perKey)} | 800 (etcd: 1,360) | ${(perKey / 800).toFixed(2)} |`);
-  console.log(`| peak RSS during snapshot + restore, MB | ${Math.round(peakRss / 1e6)} | - | - |`);
 }
 
-if (process.argv.includes('--memory-phase')) {
-  await memoryAndSnapshot();
-} else {
+/** Child process: load the keys as the cluster does (FSM commands), then stream a snapshot to `file`. */
+function loadAndSnapshot(file: string): PhaseReport {
+  forceGc();
+  const baseRss = process.memoryUsage().rss;
+  const fsm = new Fsm(new StateStore({ nowMs: () => 0 }));
+  const value = new Uint8Array(VALUE_BYTES);
+  for (let i = 0; i < MEMORY_KEYS; i++) {
+    fsm.apply(i + 1, encodeCommand({ type: 'kvs', op: 'set', entry: { Key: keyOf(i), Value: value.fill(i % 251) } }));
+  }
+  forceGc();
+  const loadedRss = process.memoryUsage().rss;
+  let peakRss = loadedRss;
+  const started = performance.now();
+  const fd = openSync(file, 'w');
+  let chunks = 0;
+  for (const chunk of fsm.snapshot().chunks()) {
+    writeSync(fd, chunk);
+    if (++chunks % 32 === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }
+  fsyncSync(fd);
+  closeSync(fd);
+  const seconds = (performance.now() - started) / 1000;
+  return { seconds, bytesPerKey: (loadedRss - baseRss) / MEMORY_KEYS, peakRssMb: Math.max(peakRss, process.memoryUsage().rss) / 1e6, fileMb: statSync(file).size / 1e6 };
+}
+
+/** Child process: a fresh server restoring the snapshot file, as after a restart. */
+async function restoreFromFile(file: string): Promise<PhaseReport> {
+  forceGc();
+  const baseRss = process.memoryUsage().rss;
+  let peakRss = baseRss;
+  const fsm = new Fsm(new StateStore({ nowMs: () => 0 }));
+  const started = performance.now();
+  const timer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+  await fsm.restore(createReadStream(file, { highWaterMark: 1024 * 1024 }), 1);
+  clearInterval(timer);
+  const seconds = (performance.now() - started) / 1000;
+  forceGc();
+  return { seconds, bytesPerKey: (process.memoryUsage().rss - baseRss) / MEMORY_KEYS, peakRssMb: Math.max(peakRss, process.memoryUsage().rss) / 1e6, fileMb: statSync(file).size / 1e6 };
+}
+
+function runPhase(phase: string, file: string): PhaseReport {
+  const child = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=8192', '--import', 'tsx', import.meta.filename, phase, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (child.status !== 0) throw new Error(`${phase} failed`);
+  return JSON.parse(child.stdout) as PhaseReport;
+}
+
+const phase = process.argv[2];
+if (phase === '--snapshot-phase') console.log(JSON.stringify(loadAndSnapshot(process.argv[3] ?? '')));
+else if (phase === '--restore-phase') console.log(JSON.stringify(await restoreFromFile(process.argv[3] ?? '')));
+else {
   throughput();
-  const child = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=8192', '--import', 'tsx', import.meta.filename, '--memory-phase'], { stdio: 'inherit' });
-  if (child.status !== 0) process.exit(child.status ?? 1);
+  const dir = mkdtempSync(join(tmpdir(), 'consul-ts-state-bench-'));
+  try {
+    const file = join(dir, 'state.snap');
+    const snapshot = runPhase('--snapshot-phase', file);
+    const restore = runPhase('--restore-phase', file);
+    const scale = MEMORY_KEYS / 1_000_000;
+    console.log(`\n${MEMORY_KEYS.toLocaleString('en-US')} KV pairs, ${VALUE_BYTES}-byte values; snapshot file ${snapshot.fileMb.toFixed(0)} MB\n`);
+    console.log('| measure | consul-ts | target (etcd 3.4 on this machine) | ratio to target |');
+    console.log('|---|---|---|---|');
+    console.log(`| snapshot to a file (live server), seconds | ${snapshot.seconds.toFixed(2)} | ${(2.4 * scale).toFixed(2)} | ${(snapshot.seconds / (2.4 * scale)).toFixed(2)} |`);
+    console.log(`| restore from the file (fresh server), seconds | ${restore.seconds.toFixed(2)} | ${(3.4 * scale).toFixed(2)} | ${(restore.seconds / (3.4 * scale)).toFixed(2)} |`);
+    console.log(`| resident memory per key, loaded by writes, bytes | ${Math.round(snapshot.bytesPerKey)} | 800 (etcd: 1,360) | ${(snapshot.bytesPerKey / 800).toFixed(2)} |`);
+    console.log(`| resident memory per key, after restore, bytes | ${Math.round(restore.bytesPerKey)} | 800 (etcd: 1,360) | ${(restore.bytesPerKey / 800).toFixed(2)} |`);
+    console.log(`| peak RSS while snapshotting / restoring, MB | ${Math.round(snapshot.peakRssMb)} / ${Math.round(restore.peakRssMb)} | - | - |`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

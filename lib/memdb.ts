@@ -530,34 +530,46 @@ export class WriteTxn extends ReadTxn {
   insert<T>(table: string, object: T): void {
     this.assertOpen();
     const info = this.info(table);
+    const trees = this.trees[info.number];
+    assert.ok(trees);
+    const indexes = info.schema.indexes;
     const idKey = this.idKeyOf(info, object);
-    const existing = this.trees[info.number]?.[0]?.get(idKey);
-    info.schema.indexes.forEach((index, i) => {
+    const existing = trees[0]?.get(idKey);
+    for (let i = 0; i < indexes.length; i++) {
+      const index = indexes[i];
+      let tree = trees[i];
+      assert.ok(index && tree);
       const newKeys = index.keysOf(object);
       assert.ok(newKeys.length > 0 || index.allowMissing, `object in ${table} has no key for index ${index.name}`);
-      const oldKeys = existing === undefined ? [] : index.keysOf(existing);
-      for (const key of oldKeys) this.removeEntry(info, i, index, key, idKey);
+      const oldKeys = existing === undefined ? NO_KEYS : index.keysOf(existing);
+      // Entries whose key stays are replaced by set(); only keys that went away are deleted.
+      for (const key of oldKeys) if (!newKeys.includes(key)) tree = tree.delete(storageKey(index, key, idKey), this.editor);
       for (const key of newKeys) {
-        if (index.isUnique && i > 0) {
-          const holder = this.tree(info, i).get(key);
-          assert.ok(holder === undefined, `unique index ${table}.${index.name} already holds ${JSON.stringify(key)}`);
+        if (index.isUnique && i > 0 && !oldKeys.includes(key)) {
+          assert.ok(tree.get(key) === undefined, `unique index ${table}.${index.name} already holds ${JSON.stringify(key)}`);
         }
-        this.setTree(info, i, this.tree(info, i).set(index.isUnique ? key : key + idKey, object, this.editor));
+        tree = tree.set(storageKey(index, key, idKey), object, this.editor);
       }
+      trees[i] = tree;
       this.recordChange(table, index.name, oldKeys, newKeys);
-    });
+    }
   }
 
   /** Deletes an object (matched by its id). Returns whether it existed. */
   delete<T>(table: string, object: T): boolean {
     this.assertOpen();
     const info = this.info(table);
+    const trees = this.trees[info.number];
+    assert.ok(trees);
     const idKey = this.idKeyOf(info, object);
-    const existing = this.trees[info.number]?.[0]?.get(idKey);
+    const existing = trees[0]?.get(idKey);
     if (existing === undefined) return false;
     info.schema.indexes.forEach((index, i) => {
       const oldKeys = index.keysOf(existing);
-      for (const key of oldKeys) this.removeEntry(info, i, index, key, idKey);
+      let tree = trees[i];
+      assert.ok(tree);
+      for (const key of oldKeys) tree = tree.delete(storageKey(index, key, idKey), this.editor);
+      trees[i] = tree;
       this.recordChange(table, index.name, oldKeys, []);
     });
     return true;
@@ -590,9 +602,7 @@ export class WriteTxn extends ReadTxn {
     for (const table of this.tableInfo.keys()) this.changes.set(table, 'all');
   }
 
-  private removeEntry(info: TableInfo, indexNumber: number, index: IndexSchema<unknown>, key: string, idKey: string): void {
-    this.setTree(info, indexNumber, this.tree(info, indexNumber).delete(index.isUnique ? key : key + idKey, this.editor));
-  }
+
 
   private recordChange(table: string, index: string, oldKeys: readonly string[], newKeys: readonly string[]): void {
     let changed = this.changes.get(table);
@@ -617,21 +627,16 @@ export class WriteTxn extends ReadTxn {
     return keys[0] ?? '';
   }
 
-  private tree(info: TableInfo, indexNumber: number): BTree<unknown> {
-    const tree = this.trees[info.number]?.[indexNumber];
-    assert.ok(tree);
-    return tree;
-  }
-
-  private setTree(info: TableInfo, indexNumber: number, tree: BTree<unknown>): void {
-    const indexes = this.trees[info.number];
-    assert.ok(indexes);
-    indexes[indexNumber] = tree;
-  }
-
   private assertOpen(): void {
     assert.ok(this.isOpen, 'transaction is already committed or aborted');
   }
+}
+
+const NO_KEYS: readonly string[] = [];
+
+/** Where an index keeps an object: its key, plus the id for non-unique indexes (keys stay distinct). */
+function storageKey(index: IndexSchema<unknown>, key: string, idKey: string): string {
+  return index.isUnique ? key : key + idKey;
 }
 
 function stringArg(index: string, args: readonly IndexArg[], position: number): string {

@@ -9,7 +9,8 @@ import { STATE_SCHEMA } from '../lib/schema.js';
 import { StateStore } from '../lib/state.js';
 import { mulberry32 } from './support.js';
 
-const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+/** Values come back from decoding as Buffers (copied out of the command), so tests build Buffers. */
+const bytes = (text: string): Uint8Array => Buffer.from(text);
 
 function newFsm(): Fsm {
   return new Fsm(new StateStore({ nowMs: () => 1_000_000 }));
@@ -35,8 +36,9 @@ function dump(fsm: Fsm): Record<string, unknown[]> {
   return result;
 }
 
+/** The whole snapshot; each chunk is copied because the generator reuses its buffer. */
 async function snapshotBytes(fsm: Fsm): Promise<Buffer> {
-  return Buffer.concat([...fsm.snapshot().chunks()]);
+  return Buffer.concat(Array.from(fsm.snapshot().chunks(), (chunk) => Buffer.from(chunk)));
 }
 
 /** A random but valid sequence of commands touching every table. */
@@ -192,6 +194,17 @@ describe('snapshot and restore', () => {
     const target = newFsm();
     await target.restore(snapshot.chunks(), snapshot.index);
     assert.deepEqual(dump(target), expected);
+  });
+
+  test('a snapshot of several chunks streams straight into a restore although chunks reuse one buffer', async () => {
+    const source = newFsm();
+    const value = new Uint8Array(600);
+    applyAll(source, Array.from({ length: 6000 }, (_, i): Command => ({ type: 'kvs', op: 'set', entry: { Key: `big/${i}`, Value: value.fill(i % 251) } })));
+    const chunks = Array.from(source.snapshot().chunks(), (chunk) => chunk.length);
+    assert.ok(chunks.length >= 3, `expected several chunks, got ${chunks.length}`);
+    const target = newFsm();
+    await target.restore(source.snapshot().chunks(), source.appliedIndex);
+    assert.deepEqual(dump(target), dump(source));
   });
 
   test('restore accepts the stream in chunks of any size', async () => {
