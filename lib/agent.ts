@@ -2,9 +2,10 @@
 //
 // It owns the node's identity (name, node ID persisted in the data directory), starts the
 // listeners, serves the agent and status endpoints, and shuts everything down in reverse
-// order. Consensus, gossip, the catalog and DNS join here as their modules land; until then
-// the endpoints report what this agent knows by itself (no leader, no peers, only itself as a
-// member).
+// order. A server runs Raft over the state store (lib/raftnode.ts): with -dev or -bootstrap it
+// bootstraps a single-server cluster when it has no state; other servers start Raft and wait
+// to be contacted, because finding peers for -bootstrap-expect needs the join RPC or gossip,
+// which are not built yet. Gossip, the catalog endpoints and DNS join here as their modules land.
 //
 // Reference: Consul agent/agent.go (Start, ShutdownAgent, setupNodeID) and
 // agent/agent_endpoint.go (AgentSelf), agent/status_endpoint.go.
@@ -15,8 +16,11 @@ import { arch, availableParallelism, platform } from 'node:os';
 import { join } from 'node:path';
 import type { RuntimeConfig } from './config.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
+import { encodeCommand, Fsm, type ApplyResult, type Command } from './fsm.js';
 import { listenHttp, type HttpListener, type HttpRoute } from './http.js';
 import type { Logger } from './log.js';
+import { RaftNode } from './raftnode.js';
+import { StateStore } from './state.js';
 import { CONSUL_VERSION, RELEASE_DATE, REVISION } from './version.js';
 
 /** serf.MemberStatus values as they appear in /v1/agent/members and agent/self. */
@@ -39,6 +43,10 @@ export interface AgentOptions {
 export class Agent {
   private readonly listeners: HttpListener[] = [];
   private isShutDown = false;
+  /** The cluster state this server replicates (empty on client agents, which forward reads). */
+  readonly state = new StateStore({ nowMs: Date.now });
+  private readonly fsm = new Fsm(this.state);
+  private raft: RaftNode | undefined;
 
   private constructor(
     readonly config: RuntimeConfig,
@@ -59,6 +67,7 @@ export class Agent {
       logger.warn('service and check definitions were validated but are not registered: local agent state is not implemented yet', { definitions: definitionCount });
     }
     try {
+      if (config.serverMode) await agent.startRaft();
       await agent.startHttp();
     } catch (error) {
       await agent.shutdown();
@@ -72,13 +81,43 @@ export class Agent {
     return this.listeners.map(({ address }) => (address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`));
   }
 
-  /** Stops every listener. Safe to call more than once. */
+  /**
+   * Commits a state change through Raft and resolves with the FSM's result. Rejects with the
+   * Raft node's coded error when this agent is not the leader or leadership is lost.
+   */
+  async applyCommand(command: Command): Promise<ApplyResult> {
+    if (!this.raft) throw new Error('this agent is not a server: it has no Raft to apply commands to');
+    return this.raft.apply(encodeCommand(command));
+  }
+
+  /** Stops the listeners first (no new requests), then Raft. Safe to call more than once. */
   async shutdown(): Promise<void> {
     if (this.isShutDown) return;
     this.isShutDown = true;
     this.logger.info('Requesting shutdown');
     await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
+    await this.raft?.shutdown();
     this.logger.info('shutdown complete');
+  }
+
+  private async startRaft(): Promise<void> {
+    const { config } = this;
+    const address = `${config.advertiseAddrLan}:${config.ports.server}`;
+    const isBootstrapping = config.devMode || config.bootstrap;
+    this.raft = await RaftNode.start({
+      id: this.nodeId,
+      address,
+      ...(config.dataDir !== '' && !config.devMode ? { dataDir: config.dataDir } : { inMemory: true }),
+      bootstrap: isBootstrapping ? [{ suffrage: 0, id: this.nodeId, address }] : undefined,
+      fsm: this.fsm,
+      logger: this.logger.named('server').named('raft'),
+      electionTimeoutMs: config.raft.electionTimeoutMs,
+      snapshotThreshold: config.raft.snapshotThreshold,
+      trailingLogs: config.raft.trailingLogs,
+    });
+    if (!isBootstrapping) {
+      this.logger.warn('this server waits to be contacted by a leader: finding peers for bootstrap_expect is not implemented yet', { expect: config.bootstrapExpect });
+    }
   }
 
   private async startHttp(): Promise<void> {
@@ -101,9 +140,10 @@ export class Agent {
     const policyHeader = { 'X-Consul-Default-ACL-Policy': this.config.aclDefaultPolicy };
     return [
       { path: '/v1/agent/self', methods: ['GET'], handler: () => ({ json: this.self(), headers: policyHeader }) },
-      // No Raft yet: this agent knows of no leader and no peers, which Consul reports as "" and [].
-      { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: '', headers: policyHeader }) },
-      { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: [], headers: policyHeader }) },
+      // A client agent has no Raft of its own and, until the RPC layer exists, no server to ask:
+      // it knows of no leader and no peers, which Consul reports as "" and [].
+      { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: this.raft?.leader() ?? '', headers: policyHeader }) },
+      { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: this.raft?.peers() ?? [], headers: policyHeader }) },
     ];
   }
 
@@ -145,7 +185,7 @@ export class Agent {
   private stats(): Record<string, Record<string, string>> {
     const { config } = this;
     const consul: Record<string, string> = config.serverMode
-      ? { acl: config.aclEnabled ? 'enabled' : 'disabled', bootstrap: String(config.bootstrap), known_datacenters: '1', leader: 'false', leader_addr: '', server: 'true' }
+      ? { acl: config.aclEnabled ? 'enabled' : 'disabled', bootstrap: String(config.bootstrap), known_datacenters: '1', leader: String(this.raft?.isLeader ?? false), leader_addr: this.raft?.leader() ?? '', server: 'true' }
       : { acl: config.aclEnabled ? 'enabled' : 'disabled', known_servers: '0', server: 'false' };
     return {
       build: { prerelease: '', revision: REVISION, version: CONSUL_VERSION, version_metadata: '' },

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Agent, memberTags, NODE_ID_FILE } from '../lib/agent.js';
 import { loadConfig, NODE_HOST, type RuntimeConfig } from '../lib/config.js';
+import { kvsGet } from '../lib/kvs.js';
 import { createLogger, MemorySink } from '../lib/log.js';
 import { CONSUL_VERSION } from '../lib/version.js';
-import { freePort, httpRequest } from './support.js';
+import { freePort, httpRequest, waitFor } from './support.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-agent-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -15,7 +16,8 @@ const host = { ...NODE_HOST, hostname: () => 'agent-test' };
 
 async function configFor(args: string[]): Promise<RuntimeConfig> {
   const port = await freePort();
-  return loadConfig([...args, '-http-port', String(port), '-dns-port', '-1'], host).config;
+  const serverPort = await freePort();
+  return loadConfig([...args, '-http-port', String(port), '-server-port', String(serverPort), '-dns-port', '-1'], host).config;
 }
 
 async function withAgent<T>(config: RuntimeConfig, use: (agent: Agent, port: number) => Promise<T>, sink = new MemorySink()): Promise<T> {
@@ -64,14 +66,42 @@ describe('the dev agent\'s endpoints', () => {
     });
   });
 
-  test('status endpoints report no leader and no peers until Raft exists', async () => {
+  test('a dev server elects itself and the status endpoints answer from Raft', async () => {
     const config = await configFor(['-dev']);
+    const address = `127.0.0.1:${config.ports.server}`;
     await withAgent(config, async (_agent, port) => {
-      const leader = await httpRequest(port, 'GET', '/v1/status/leader');
+      const leader = await waitFor('a leader', async () => {
+        const reply = await httpRequest(port, 'GET', '/v1/status/leader');
+        return JSON.parse(reply.body) === address ? reply : undefined;
+      });
       assert.equal(leader.status, 200);
       assert.equal(leader.headers['content-type'], 'application/json');
-      assert.equal(JSON.parse(leader.body), '');
+      assert.deepEqual(JSON.parse((await httpRequest(port, 'GET', '/v1/status/peers')).body), [address]);
+      const self = JSON.parse((await httpRequest(port, 'GET', '/v1/agent/self')).body);
+      assert.equal(self.Stats.consul.leader, 'true');
+      assert.equal(self.Stats.consul.leader_addr, address);
+    });
+  });
+
+  test('a client agent has no Raft: no leader and no peers, as Consul reports them', async () => {
+    const config = await configFor(['-data-dir', join(scratch, 'client'), '-bind', '127.0.0.1']);
+    await withAgent(config, async (_agent, port) => {
+      assert.equal(JSON.parse((await httpRequest(port, 'GET', '/v1/status/leader')).body), '');
       assert.deepEqual(JSON.parse((await httpRequest(port, 'GET', '/v1/status/peers')).body), []);
+    });
+  });
+
+  test('a -bootstrap server keeps committed state across a restart', async () => {
+    const config = await configFor(['-server', '-bootstrap', '-data-dir', join(scratch, 'bootstrap'), '-bind', '127.0.0.1']);
+    const value = new TextEncoder().encode('survives');
+    await withAgent(config, async (agent, port) => {
+      await waitFor('a leader', async () => (JSON.parse((await httpRequest(port, 'GET', '/v1/status/leader')).body) !== '' ? true : undefined));
+      const result = await agent.applyCommand({ type: 'kvs', op: 'set', entry: { Key: 'restart/key', Value: value } });
+      assert.deepEqual(result, { ok: true, value: true });
+    });
+    await withAgent(config, async (agent) => {
+      const entry = await waitFor('the restored key', () => agent.state.read((txn) => kvsGet(txn, 'restart/key')).value);
+      assert.equal(Buffer.from(entry.Value ?? []).toString(), 'survives');
     });
   });
 

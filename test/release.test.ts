@@ -95,7 +95,7 @@ describe('package', () => {
 describe('the copied release', () => {
   test('runs `node bin/agent.js -dev`, serves /v1/agent/self, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-node', 'release-test', '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-node', 'release-test', '-http-port', String(port), '-dns-port', '-1']);
     try {
       const reply = await waitFor('the agent to answer', async () => {
         const answer = await httpRequest(port, 'GET', '/v1/agent/self');
@@ -120,7 +120,7 @@ describe('the copied release', () => {
 
   test('SIGINT also shuts down cleanly', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/leader')).status === 200 ? true : undefined));
     } finally {
@@ -131,7 +131,7 @@ describe('the copied release', () => {
 
   test('-log-json writes only JSON lines and no banner', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-log-json', '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-log-json', '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/peers')).status === 200 ? true : undefined));
     } finally {
@@ -148,7 +148,7 @@ describe('the copied release', () => {
   });
 
   test('bad configuration exits 1 before binding anything, with Consul\'s message', async () => {
-    const finished = await startAgent(['-dev', '-foo']).finished;
+    const finished = await startAgent(['-dev', '-server-port', String(await freePort()), '-foo']).finished;
     assert.equal(finished.code, 1);
     assert.equal(finished.stderr, '==> error parsing flags: flag provided but not defined: -foo\n');
     assert.equal(finished.stdout, '');
@@ -159,10 +159,10 @@ describe('the copied release', () => {
 
   test('a port in use fails the start with exit code 1', async () => {
     const port = await freePort();
-    const first = startAgent(['-dev', '-http-port', String(port), '-dns-port', '-1']);
+    const first = startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the first agent', async () => ((await httpRequest(port, 'GET', '/v1/status/peers')).status === 200 ? true : undefined));
-      const second = await startAgent(['-dev', '-http-port', String(port), '-dns-port', '-1']).finished;
+      const second = await startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']).finished;
       assert.equal(second.code, 1);
       assert.match(second.stdout, /\[ERROR\] agent: Error starting agent: error=".*EADDRINUSE/);
     } finally {
