@@ -2,10 +2,11 @@
 //
 // It owns the node's identity (name, node ID persisted in the data directory), starts the
 // listeners, serves the agent and status endpoints, and shuts everything down in reverse
-// order. A server runs Raft over the state store (lib/raftnode.ts): with -dev or -bootstrap it
-// bootstraps a single-server cluster when it has no state; other servers start Raft and wait
-// to be contacted, because finding peers for -bootstrap-expect needs the join RPC or gossip,
-// which are not built yet. Gossip, the catalog endpoints and DNS join here as their modules land.
+// order. A server listens on the server port (lib/rpc.ts), which serves RPCConsul and hands Raft
+// connections to its Raft node (lib/raftnode.ts): with -dev or -bootstrap it bootstraps a
+// single-server cluster when it has no state; with -bootstrap-expect it polls its -retry-join
+// addresses until it knows the expected servers (lib/discovery.ts) and bootstraps with them.
+// Gossip, the catalog endpoints and DNS join here as their modules land.
 //
 // Reference: Consul agent/agent.go (Start, ShutdownAgent, setupNodeID) and
 // agent/agent_endpoint.go (AgentSelf), agent/status_endpoint.go.
@@ -17,9 +18,11 @@ import { join } from 'node:path';
 import type { RuntimeConfig } from './config.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
 import { encodeCommand, Fsm, type ApplyResult, type Command } from './fsm.js';
+import { BootstrapDiscovery, SERVER_INFO_METHOD, type ServerInfo } from './discovery.js';
 import { listenHttp, type HttpListener, type HttpRoute } from './http.js';
 import type { Logger } from './log.js';
 import { RaftNode } from './raftnode.js';
+import { RpcServer, type RpcMethod } from './rpc.js';
 import { StateStore } from './state.js';
 import { CONSUL_VERSION, RELEASE_DATE, REVISION } from './version.js';
 
@@ -47,6 +50,8 @@ export class Agent {
   readonly state = new StateStore({ nowMs: Date.now });
   private readonly fsm = new Fsm(this.state);
   private raft: RaftNode | undefined;
+  private rpc: RpcServer | undefined;
+  private discovery: BootstrapDiscovery | undefined;
 
   private constructor(
     readonly config: RuntimeConfig,
@@ -95,8 +100,13 @@ export class Agent {
     if (this.isShutDown) return;
     this.isShutDown = true;
     this.logger.info('Requesting shutdown');
+    await this.discovery?.stop();
     await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
+    // The RPC listener stops accepting at once but only finishes when every connection it
+    // accepted is gone, including those handed to Raft, which Raft's shutdown closes.
+    const rpcClosed = this.rpc?.close();
     await this.raft?.shutdown();
+    await rpcClosed;
     this.logger.info('shutdown complete');
   }
 
@@ -104,7 +114,7 @@ export class Agent {
     const { config } = this;
     const address = `${config.advertiseAddrLan}:${config.ports.server}`;
     const isBootstrapping = config.devMode || config.bootstrap;
-    this.raft = await RaftNode.start({
+    const raft = await RaftNode.start({
       id: this.nodeId,
       address,
       ...(config.dataDir !== '' && !config.devMode ? { dataDir: config.dataDir } : { inMemory: true }),
@@ -114,10 +124,54 @@ export class Agent {
       electionTimeoutMs: config.raft.electionTimeoutMs,
       snapshotThreshold: config.raft.snapshotThreshold,
       trailingLogs: config.raft.trailingLogs,
+      transport: { isExternallyAccepted: true },
     });
-    if (!isBootstrapping) {
-      this.logger.warn('this server waits to be contacted by a leader: finding peers for bootstrap_expect is not implemented yet', { expect: config.bootstrapExpect });
+    this.raft = raft;
+    this.rpc = await RpcServer.listen({
+      host: config.bindAddr,
+      port: config.ports.server,
+      logger: this.logger.named('server').named('rpc'),
+      methods: this.rpcMethods(),
+      onRaftConnection: (socket, head) => raft.acceptConnection(socket, head),
+    });
+    this.logger.info('Started RPC server', { address: `${config.bindAddr}:${this.rpc.port}` });
+    if (isBootstrapping || config.bootstrapExpect === 0) return;
+    if (raft.hasExistingState) {
+      this.logger.info('Raft data found, disabling bootstrap mode');
+      return;
     }
+    if (config.retryJoinLan.length === 0 && config.bootstrapExpect > 1) {
+      this.logger.warn('bootstrap_expect is set but no -retry-join addresses are: this server waits to be contacted by a leader', { expect: config.bootstrapExpect });
+    }
+    this.discovery = BootstrapDiscovery.start({
+      self: () => this.serverInfo(),
+      joinAddresses: config.retryJoinLan,
+      defaultPort: config.ports.server,
+      intervalMs: config.retryIntervalLanMs,
+      logger: this.logger.named('server'),
+      bootstrap: (servers) => raft.bootstrap(servers),
+    });
+  }
+
+  /** The server port's methods: Consul's Status.Ping and our discovery query. */
+  private rpcMethods(): Map<string, RpcMethod> {
+    return new Map<string, RpcMethod>([
+      // Consul's Status.Ping has an empty struct reply, `80` on the wire.
+      ['Status.Ping', () => ({})],
+      [SERVER_INFO_METHOD, () => this.serverInfo()],
+    ]);
+  }
+
+  /** This server as bootstrap_expect discovery sees it. */
+  private serverInfo(): ServerInfo {
+    const { config } = this;
+    return {
+      ID: this.nodeId,
+      Address: `${config.advertiseAddrLan}:${config.ports.server}`,
+      Expect: config.bootstrapExpect,
+      Datacenter: config.datacenter,
+      HasState: this.raft?.hasExistingState ?? false,
+    };
   }
 
   private async startHttp(): Promise<void> {

@@ -56,6 +56,7 @@
 // (runFSM, takeSnapshot, installSnapshot), net_transport.go; Raft paper section 7.
 
 import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { NODE_DISK } from './disk.js';
 import type { ApplyResult, Fsm } from './fsm.js';
@@ -106,7 +107,11 @@ export interface RaftNodeOptions {
   readonly trailingLogs?: number;
   /** Uniform in [0, 1) for election timeouts (default Math.random). */
   readonly rng?: () => number;
-  readonly transport?: { readonly timeoutMs?: number; readonly isRawRaftPort?: boolean };
+  /**
+   * isExternallyAccepted: do not listen; the owner of the server port hands over connections
+   * whose `01` byte it has read, through acceptConnection (lib/rpc.ts).
+   */
+  readonly transport?: { readonly timeoutMs?: number; readonly isRawRaftPort?: boolean; readonly isExternallyAccepted?: boolean };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,14 +243,13 @@ export class RaftNode {
     }
     const node = new RaftNode(options, stores, raft, { index: snapshot?.index ?? 0, term: snapshot?.term ?? 0 }, tickMs);
     const { host, port } = splitAddress(options.address);
-    node.transport = await RaftTransport.listen({
-      host,
-      port,
-      handler: (rpc) => node.handle(rpc),
+    const transportOptions = {
+      handler: (rpc: RaftRpc) => node.handle(rpc),
       logger: options.logger.named('transport'),
       ...(options.transport?.timeoutMs === undefined ? {} : { timeoutMs: options.transport.timeoutMs }),
       ...(options.transport?.isRawRaftPort === undefined ? {} : { isRawRaftPort: options.transport.isRawRaftPort }),
-    });
+    };
+    node.transport = options.transport?.isExternallyAccepted === true ? RaftTransport.unbound(transportOptions) : await RaftTransport.listen({ host, port, ...transportOptions });
     const epoch = node.epoch;
     node.timer = setInterval(() => node.onTick(epoch), tickMs);
     node.logger.info('raft node started', { id: node.id, address: node.address, tickMs, index: raft.lastIndex, term: raft.term });
@@ -314,6 +318,33 @@ export class RaftNode {
   /** The core's status, for /v1/operator/raft and tests. */
   status(): ReturnType<Raft['status']> {
     return this.raft.status();
+  }
+
+  /**
+   * hashicorp HasExistingState: a term, a log entry or a snapshot. A server with state never
+   * bootstraps again (Consul then disables bootstrap_expect).
+   */
+  get hasExistingState(): boolean {
+    return this.raft.term > 0 || this.raft.lastIndex > 0 || this.lastSnapshotIndex > 0;
+  }
+
+  /**
+   * hashicorp BootstrapCluster on a running node: writes the first configuration if this
+   * server has no state at all. Every server bootstrapped with the same list writes the same
+   * entry 1 at term 1, so several may do it. Throws the core's ERR_CANT_BOOTSTRAP otherwise.
+   */
+  bootstrap(servers: readonly RaftServer[]): void {
+    const refusal = this.refusal();
+    if (refusal !== undefined) throw refusal;
+    const result = this.raft.bootstrap(servers);
+    if (!result.ok) throw this.nodeError(result.error);
+    this.logger.info('bootstrapped cluster', { servers: servers.length });
+    this.kick();
+  }
+
+  /** Serves a server-port connection whose `01` byte was read; `head` holds the bytes after it. */
+  acceptConnection(socket: Socket, head?: Uint8Array): void {
+    this.transport.acceptConnection(socket, { isPrefixRead: true, ...(head === undefined ? {} : { head }) });
   }
 
   /** Stops ticking, fails everything waiting, closes the transport and the stores. */

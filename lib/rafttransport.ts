@@ -265,6 +265,14 @@ export class RaftTransport {
     return transport;
   }
 
+  /**
+   * A transport that does not listen: incoming connections arrive through acceptConnection from
+   * a listener that owns the port (Consul's server port multiplexer, lib/rpc.ts).
+   */
+  static unbound(options: Omit<RaftTransportOptions, 'host' | 'port'>): RaftTransport {
+    return new RaftTransport({ ...options, host: '', port: 0 });
+  }
+
   /** The bound `host:port` (the address peers dial and the one to put in Leader/Candidate). */
   get localAddress(): string {
     const address = this.server.address();
@@ -376,7 +384,7 @@ export class RaftTransport {
     for (const conn of [...this.clientConns]) conn.destroy(error);
     this.pools.clear();
     for (const conn of [...this.serverConns]) conn.close();
-    this.closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.closing = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     return this.closing;
   }
 
