@@ -19,6 +19,7 @@ import type { RuntimeConfig } from './config.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
 import { encodeCommand, Fsm, type ApplyResult, type Command } from './fsm.js';
 import { BootstrapDiscovery, SERVER_INFO_METHOD, type ServerInfo } from './discovery.js';
+import { consulRpcMethods } from './endpoints_rpc.js';
 import { listenHttp, type HttpListener, type HttpRoute } from './http.js';
 import type { Logger } from './log.js';
 import { RaftNode } from './raftnode.js';
@@ -131,7 +132,7 @@ export class Agent {
       host: config.bindAddr,
       port: config.ports.server,
       logger: this.logger.named('server').named('rpc'),
-      methods: this.rpcMethods(),
+      methods: this.rpcMethods(raft),
       onRaftConnection: (socket, head) => raft.acceptConnection(socket, head),
     });
     this.logger.info('Started RPC server', { address: `${config.bindAddr}:${this.rpc.port}` });
@@ -153,9 +154,10 @@ export class Agent {
     });
   }
 
-  /** The server port's methods: Consul's Status.Ping and our discovery query. */
-  private rpcMethods(): Map<string, RpcMethod> {
+  /** The server port's methods: Consul's (lib/endpoints_rpc.ts) and our discovery query. */
+  private rpcMethods(raft: RaftNode): Map<string, RpcMethod> {
     return new Map<string, RpcMethod>([
+      ...consulRpcMethods({ raft, state: this.state, datacenter: this.config.datacenter }),
       // Consul's Status.Ping has an empty struct reply, `80` on the wire.
       ['Status.Ping', () => ({})],
       [SERVER_INFO_METHOD, () => this.serverInfo()],

@@ -15,8 +15,9 @@
 // RPC_FRAME_BYTES_MAX; bytes that do not frame or a header of the wrong shape close the
 // connection, as net/rpc does ("rpc: server cannot decode request").
 //
-// Methods served today: `Status.Ping` (Consul's) and `ConsulTS.ServerInfo`, which is ours, not
-// Consul's: what -bootstrap-expect discovery needs until gossip exists (lib/discovery.ts).
+// Methods are registered by the agent: Consul's (lib/endpoints_rpc.ts, plus `Status.Ping`) and
+// `ConsulTS.ServerInfo`, which is ours, not Consul's: what -bootstrap-expect discovery needs
+// until gossip exists (lib/discovery.ts).
 //
 // Not here: TLS (`03`, `16`), yamux (`04`), snapshots (`05`), gRPC, rate limiting, ACLs, and
 // forwarding to the leader (issue 9).

@@ -1,0 +1,229 @@
+// Consul's server RPC methods served on the server port (lib/rpc.ts stays generic; this module
+// maps Consul's argument and reply structs onto the Raft node and the state store).
+//
+// Served: `Status.Leader`, `Status.Peers`, `KVS.Apply`, `KVS.Get`, `KVS.List`, with the shapes
+// of hashicorp/consul agent/structs (KVSRequest, KeyRequest, DirEntry, IndexedDirEntries,
+// QueryMeta) and the replies of agent/consul/status_endpoint.go and kvs_endpoint.go.
+//
+// Not here (yet): forwarding to the leader or to another datacenter (issue 9). A write that
+// reaches a follower is refused with NOT_LEADER_PREFIX plus the leader's address, so the caller
+// can retry there; with no known leader it gets Consul's "No cluster leader". Reads are served
+// from the local state store (a follower's default-consistency read is therefore stale, and says
+// so in ConsistencyLevel); RequireConsistent runs a ReadIndex round first, which only the leader
+// can do. Blocking queries (MinQueryIndex), ACLs (Token is accepted and ignored), namespaces and
+// partitions are not implemented.
+//
+// Invariant: arguments are untrusted; a malformed field is an error reply, never a throw past
+// the method (rpc.ts turns rejections into the response's Error string anyway).
+//
+// References: Consul agent/consul/kvs_endpoint.go (Apply, Get, List), status_endpoint.go,
+// agent/structs/structs.go, agent/consul/rpc.go (ErrNoLeader), hashicorp/raft ErrNotLeader.
+
+import { encodeCommand, type ApplyResult } from './fsm.js';
+import { kvsGet, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
+import type { MsgpackValue } from './msgpack.js';
+import type { RpcMethod } from './rpc.js';
+import type { KvRecord } from './schema.js';
+import type { StateStore } from './state.js';
+
+// ---------------------------------------------------------------------------------------------
+// Exported types
+
+/** The Raft node as these endpoints use it (lib/raftnode.ts RaftNode satisfies it). */
+export interface RpcRaft {
+  apply(command: Uint8Array): Promise<ApplyResult>;
+  readIndex(): Promise<void>;
+  leader(): string;
+  peers(): string[];
+  readonly isLeader: boolean;
+  readonly lastContactMs: number | undefined;
+}
+
+export interface RpcEndpointsOptions {
+  readonly raft: RpcRaft;
+  readonly state: StateStore;
+  /** This server's datacenter: requests naming another one are refused (no WAN forwarding). */
+  readonly datacenter: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/** Consul's error when no leader is known (structs.ErrNoLeader). */
+export const ERR_NO_LEADER_MESSAGE = 'No cluster leader';
+/**
+ * Our refusal of a write on a follower, followed by the leader's address. Consul would forward
+ * instead (issue 9); hashicorp/raft's own text is "node is not the leader".
+ */
+export const NOT_LEADER_PREFIX = 'node is not the leader; leader=';
+/** A KV key's bytes (the HTTP layer's limit is the same order; Consul has none of its own). */
+const KEY_BYTES_MAX = 64 * 1024;
+/** Largest uint64. */
+const UINT64_MAX = (1n << 64n) - 1n;
+/** KVS.Apply verbs (api.KVOp). Wire enum: append only. */
+const KV_APPLY_OPS: readonly KvApplyOp[] = ['set', 'delete', 'delete-cas', 'delete-tree', 'cas', 'lock', 'unlock'];
+
+// ---------------------------------------------------------------------------------------------
+// Exported API
+
+/** Consul's RPC methods, by `Service.Method` name, for RpcServerOptions.methods. */
+export function consulRpcMethods(options: RpcEndpointsOptions): Map<string, RpcMethod> {
+  return new Map<string, RpcMethod>([
+    ['Status.Leader', () => options.raft.leader()],
+    ['Status.Peers', () => options.raft.peers()],
+    ['KVS.Apply', (args) => kvsApplyEndpoint(options, args)],
+    ['KVS.Get', (args) => kvsReadEndpoint(options, args, 'get')],
+    ['KVS.List', (args) => kvsReadEndpoint(options, args, 'list')],
+  ]);
+}
+
+/** The leader address in a NOT_LEADER_PREFIX error message, or undefined for any other message. */
+export function leaderFromNotLeaderError(message: string): string | undefined {
+  return message.startsWith(NOT_LEADER_PREFIX) ? message.slice(NOT_LEADER_PREFIX.length) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers
+
+/** KVS.Apply: KVSRequest {Datacenter, Op, DirEnt, Token} → bool (kvs_endpoint.go Apply). */
+async function kvsApplyEndpoint(options: RpcEndpointsOptions, args: MsgpackValue): Promise<boolean> {
+  const request = fieldsOf(args, 'KVSRequest');
+  checkDatacenter(options, request);
+  const op = request['Op'];
+  if (typeof op !== 'string' || !(KV_APPLY_OPS as readonly string[]).includes(op)) throw new Error(`Invalid KVS operation '${String(op)}'`);
+  const entry = dirEntInput(request['DirEnt']);
+  refuseUnlessLeader(options.raft);
+  // Consul runs kvsPreApply before raftApply: a missing key is an error, a lock refused by
+  // lock-delay answers false without a write.
+  if (!kvsPreApply(op as KvApplyOp, entry.Key, options.state.lockDelay)) return false;
+  let result: ApplyResult;
+  try {
+    result = await options.raft.apply(encodeCommand({ type: 'kvs', op: op as KvApplyOp, entry }));
+  } catch (error) {
+    throw applyError(error);
+  }
+  if (!result.ok) throw new Error(result.error.message);
+  return result.value === true;
+}
+
+/** KVS.Get / KVS.List: KeyRequest {Datacenter, Key, QueryOptions} → IndexedDirEntries. */
+async function kvsReadEndpoint(options: RpcEndpointsOptions, args: MsgpackValue, kind: 'get' | 'list'): Promise<Record<string, unknown>> {
+  const request = fieldsOf(args, 'KeyRequest');
+  checkDatacenter(options, request);
+  const key = request['Key'] ?? '';
+  if (typeof key !== 'string' || Buffer.byteLength(key) > KEY_BYTES_MAX) throw new Error('KeyRequest.Key must be a string of at most 64 KiB');
+  const isConsistent = optionalBool(request, 'RequireConsistent');
+  const isStale = optionalBool(request, 'AllowStale');
+  if (isConsistent) {
+    refuseUnlessLeader(options.raft);
+    try {
+      await options.raft.readIndex();
+    } catch (error) {
+      throw applyError(error);
+    }
+  }
+  const { index, value: entries } = options.state.read((txn) => {
+    if (kind === 'list') return kvsList(txn, key);
+    const got = kvsGet(txn, key);
+    return { index: got.index, value: got.value === undefined ? [] : [got.value] };
+  });
+  const { raft } = options;
+  return {
+    // Consul leaves Entries nil when nothing matched.
+    Entries: entries.length === 0 ? null : entries.map(dirEntryReply),
+    Index: index,
+    // time.Duration, in nanoseconds.
+    LastContact: raft.isLeader ? 0 : (raft.lastContactMs ?? 0) * 1_000_000,
+    KnownLeader: raft.leader() !== '',
+    ConsistencyLevel: isConsistent ? 'consistent' : isStale || !raft.isLeader ? 'stale' : 'default',
+    NotModified: false,
+    ResultsFilteredByACLs: false,
+  };
+}
+
+/** structs.DirEntry as Consul encodes it (EnterpriseMeta fields are empty in OSS and omitted). */
+function dirEntryReply(record: KvRecord): Record<string, unknown> {
+  return {
+    CreateIndex: record.CreateIndex,
+    Flags: record.Flags,
+    Key: record.Key,
+    LockIndex: record.LockIndex,
+    ModifyIndex: record.ModifyIndex,
+    Session: record.Session,
+    Value: record.Value,
+  };
+}
+
+/** A follower refuses writes and consistent reads; Consul would forward them (issue 9). */
+function refuseUnlessLeader(raft: RpcRaft): void {
+  if (raft.isLeader) return;
+  const leader = raft.leader();
+  throw new Error(leader === '' ? ERR_NO_LEADER_MESSAGE : `${NOT_LEADER_PREFIX}${leader}`);
+}
+
+/** Maps the Raft node's coded errors to the strings a Consul client sees. */
+function applyError(error: unknown): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  const leader = (error as { leaderAddress?: unknown } | null)?.leaderAddress;
+  if (code === 'ERR_NOT_LEADER') return new Error(typeof leader === 'string' && leader !== '' ? `${NOT_LEADER_PREFIX}${leader}` : ERR_NO_LEADER_MESSAGE);
+  // hashicorp/raft's text: the entry may or may not commit later.
+  if (code === 'ERR_LEADERSHIP_LOST') return new Error('leadership lost while committing log');
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function checkDatacenter(options: RpcEndpointsOptions, request: Record<string, MsgpackValue>): void {
+  const datacenter = request['Datacenter'] ?? '';
+  if (typeof datacenter !== 'string') throw new Error('Datacenter must be a string');
+  // Consul forwards to a remote datacenter and answers this when it knows no route to it.
+  if (datacenter !== '' && datacenter !== options.datacenter) throw new Error('No path to datacenter');
+}
+
+/** structs.DirEntry from a request, checked field by field. */
+function dirEntInput(value: MsgpackValue | undefined): KvDirEntInput {
+  const fields = fieldsOf(value ?? null, 'DirEnt');
+  const key = fields['Key'] ?? '';
+  if (typeof key !== 'string' || Buffer.byteLength(key) > KEY_BYTES_MAX) throw new Error('DirEnt.Key must be a string of at most 64 KiB');
+  const rawValue = fields['Value'] ?? null;
+  let bytes: Uint8Array | null;
+  if (rawValue === null || rawValue instanceof Uint8Array) bytes = rawValue;
+  else if (typeof rawValue === 'string') bytes = new Uint8Array(Buffer.from(rawValue, 'utf8'));
+  else throw new Error('DirEnt.Value must be bytes');
+  const session = fields['Session'] ?? '';
+  if (typeof session !== 'string') throw new Error('DirEnt.Session must be a string');
+  return {
+    Key: key,
+    Value: bytes,
+    Flags: uint64(fields['Flags'], 'DirEnt.Flags'),
+    Session: session,
+    LockIndex: safeIndex(fields['LockIndex'], 'DirEnt.LockIndex'),
+    ModifyIndex: safeIndex(fields['ModifyIndex'], 'DirEnt.ModifyIndex'),
+  };
+}
+
+function fieldsOf(value: MsgpackValue, what: string): Record<string, MsgpackValue> {
+  const isMap = value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array) && [Object.prototype, null].includes(Object.getPrototypeOf(value));
+  if (!isMap) throw new Error(`${what} must be a map`);
+  return value as Record<string, MsgpackValue>;
+}
+
+function optionalBool(fields: Record<string, MsgpackValue>, name: string): boolean {
+  const value = fields[name] ?? false;
+  if (typeof value === 'boolean') return value;
+  // Go's decoder takes 0 and 1 for a bool (wire.md §1.3).
+  if (value === 0 || value === 1) return value === 1;
+  throw new Error(`${name} must be a bool`);
+}
+
+function uint64(value: MsgpackValue | undefined, name: string): bigint {
+  if (value === undefined || value === null) return 0n;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value);
+  if (typeof value === 'bigint' && value >= 0n && value <= UINT64_MAX) return value;
+  throw new Error(`${name} must be a uint64`);
+}
+
+function safeIndex(value: MsgpackValue | undefined, name: string): number {
+  if (value === undefined || value === null) return 0;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  if (typeof value === 'bigint' && value >= 0n && value <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(value);
+  throw new Error(`${name} must be an index below 2^53`);
+}
