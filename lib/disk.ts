@@ -20,6 +20,7 @@
 import { constants as fsConstants, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { posix } from 'node:path';
+import { seededRng } from './rng.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -238,7 +239,7 @@ export class SimulatedDisk implements Disk {
   private readonly failAt = new Set<number>();
 
   constructor(options: SimulatedDiskOptions) {
-    this.random = seededRandom(options.seed);
+    this.random = seededRng(options.seed);
   }
 
   /** Whether the machine is down (after a crash, before reboot()). */
@@ -505,16 +506,4 @@ function fsError(code: string, message: string): Error {
 
 function errorCode(error: unknown): unknown {
   return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-}
-
-/** mulberry32, the same generator as the tests' helper; the sequence for a seed must not change. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -56,21 +56,8 @@ export function httpRequest(port: number, method: string, path: string, host = '
   });
 }
 
-/**
- * mulberry32: a small seeded PRNG returning floats in [0, 1), so a failure replays from its
- * seed. The seed is taken modulo 2^32; the sequence for a seed must never change, since tests
- * print seeds to replay.
- */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, seeded: the same generator the simulated disk uses (lib/rng.ts). */
+export { seededRng as mulberry32 } from '../lib/rng.js';
 
 /** A Fisher-Yates shuffle of a copy of `items`, drawing one number from `random` for every position but the first. */
 export function shuffled<T>(items: readonly T[], random: () => number): T[] {
