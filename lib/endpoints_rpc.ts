@@ -10,8 +10,8 @@
 // can retry there; with no known leader it gets Consul's "No cluster leader". Reads are served
 // from the local state store (a follower's default-consistency read is therefore stale, and says
 // so in ConsistencyLevel); RequireConsistent runs a ReadIndex round first, which only the leader
-// can do. Blocking queries (MinQueryIndex), ACLs (Token is accepted and ignored), namespaces and
-// partitions are not implemented.
+// can do. Also left for later issues: blocking queries (MinQueryIndex) and ACLs (Token is
+// accepted and ignored); namespaces and admin partitions are Enterprise features Consul OSS lacks.
 //
 // Invariant: arguments are untrusted; a malformed field is an error reply, never a throw past
 // the method (rpc.ts turns rejections into the response's Error string anyway).

@@ -756,16 +756,9 @@ class ClientConn {
   /** Resolves on 'drain' or when the connection ends (check `failure` after). */
   whenDrained(): Promise<void> {
     if (this.failure !== undefined) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
+    return drainedOrClosed(this.socket);
   }
+
 
   /**
    * Registers for the next reply in order, to arrive within `timeoutMs` of becoming the oldest.
@@ -985,17 +978,9 @@ class ServerConn {
 
   /** Writes a reply; resolves at once, or on drain (or close) when the socket is full. */
   private write(frame: Uint8Array): Promise<void> {
-    if (this.socket.write(frame)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
+    return this.socket.write(frame) ? Promise.resolve() : drainedOrClosed(this.socket);
   }
+
 
   /** Pauses reading while the handler is behind, resumes when it catches up. */
   private updateFlow(): void {
@@ -1111,4 +1096,17 @@ class SnapshotStream implements AsyncIterable<Uint8Array>, AsyncIterator<Uint8Ar
       this.reader = undefined;
     }
   }
+}
+
+/** Resolves when a full socket drains, or when it closes (whichever comes first). */
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
 }

@@ -5,9 +5,9 @@ import { COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, Fsm, FsmError, SN
 import { kvsGet, kvsList } from '../lib/kvs.js';
 import { WatchSet } from '../lib/memdb.js';
 import { encode } from '../lib/msgpack.js';
-import { STATE_SCHEMA } from '../lib/schema.js';
 import { StateStore } from '../lib/state.js';
 import { mulberry32 } from './support.js';
+import { dumpState } from './state-support.js';
 
 /** Values come back from decoding as Buffers (copied out of the command), so tests build Buffers. */
 const bytes = (text: string): Uint8Array => Buffer.from(text);
@@ -24,17 +24,6 @@ function applyAll(fsm: Fsm, commands: readonly Command[]): unknown[] {
   });
 }
 
-/** Every record of every table, with values normalized for comparison. */
-function dump(fsm: Fsm): Record<string, unknown[]> {
-  const txn = fsm.state.db.readTxn();
-  const result: Record<string, unknown[]> = {};
-  for (const table of STATE_SCHEMA.tables) {
-    result[table.name] = [...txn.all<Record<string, unknown>>(table.name)].map((record) =>
-      record['Value'] instanceof Uint8Array ? { ...record, Value: Buffer.from(record['Value']).toString('hex') } : record,
-    );
-  }
-  return result;
-}
 
 /** The whole snapshot; each chunk is copied because the generator reuses its buffer. */
 async function snapshotBytes(fsm: Fsm): Promise<Buffer> {
@@ -118,9 +107,9 @@ describe('commands', () => {
   for (const [name, input, code] of corrupt) {
     test(`a command with ${name} is refused with ${code}, and nothing is applied`, () => {
       const fsm = newFsm();
-      const before = dump(fsm);
+      const before = dumpState(fsm);
       assert.throws(() => fsm.apply(1, input), (error: unknown) => error instanceof FsmError && error.code === code);
-      assert.deepEqual(dump(fsm), before);
+      assert.deepEqual(dumpState(fsm), before);
     });
   }
 });
@@ -143,21 +132,21 @@ describe('apply', () => {
 
   test('a refused command is returned as an error value and leaves no trace', () => {
     const fsm = newFsm();
-    const before = dump(fsm);
+    const before = dumpState(fsm);
     const result = fsm.apply(1, encodeCommand({ type: 'session-create', session: { ID: 'x', Name: '', Node: 'nobody', NodeChecks: [], ServiceChecks: [], LockDelay: 0, Behavior: 'release', TTL: '' } }));
     assert.equal(result.ok, false);
     assert.equal(!result.ok && result.error.message, 'Missing node registration');
-    assert.deepEqual(dump(fsm), before);
+    assert.deepEqual(dumpState(fsm), before);
     assert.equal(fsm.appliedIndex, 1, 'a refused command still consumes its log index');
   });
 
   test('a KV transaction with a failing op rolls back every op', () => {
     const fsm = newFsm();
     applyAll(fsm, [{ type: 'kvs', op: 'set', entry: { Key: 'exists', Value: bytes('x') } }]);
-    const before = dump(fsm);
+    const before = dumpState(fsm);
     const [response] = applyAll(fsm, [{ type: 'txn', ops: [{ Verb: 'set', DirEnt: { Key: 'new', Value: bytes('y') } }, { Verb: 'check-not-exists', DirEnt: { Key: 'exists' } }] }]);
     assert.deepEqual(response, { Results: null, Errors: [{ OpIndex: 1, What: 'key "exists" exists' }] });
-    assert.deepEqual(dump(fsm), before);
+    assert.deepEqual(dumpState(fsm), before);
   });
 
   test('indexes must increase', () => {
@@ -176,24 +165,24 @@ describe('snapshot and restore', () => {
       const target = newFsm();
       applyAll(target, randomCommands(seed + 100, 50));
       await target.restore(snapshot.chunks(), snapshot.index);
-      assert.deepEqual(dump(target), dump(source), `SEED=${seed}`);
+      assert.deepEqual(dumpState(target), dumpState(source), `SEED=${seed}`);
       assert.equal(target.appliedIndex, source.appliedIndex);
       // The restored state keeps working: the same next command gives the same result on both.
       const next: Command = { type: 'kvs', op: 'set', entry: { Key: 'after', Value: bytes('z') } };
       assert.deepEqual(applyAll(target, [next]), applyAll(source, [next]));
-      assert.deepEqual(dump(target), dump(source));
+      assert.deepEqual(dumpState(target), dumpState(source));
     });
   }
 
   test('a snapshot is the state when it was taken, whatever is applied while it streams', async () => {
     const fsm = newFsm();
     applyAll(fsm, [{ type: 'kvs', op: 'set', entry: { Key: 'k', Value: bytes('before') } }]);
-    const expected = dump(fsm);
+    const expected = dumpState(fsm);
     const snapshot = fsm.snapshot();
     applyAll(fsm, [{ type: 'kvs', op: 'set', entry: { Key: 'k', Value: bytes('after') } }, { type: 'kvs', op: 'set', entry: { Key: 'k2', Value: bytes('x') } }]);
     const target = newFsm();
     await target.restore(snapshot.chunks(), snapshot.index);
-    assert.deepEqual(dump(target), expected);
+    assert.deepEqual(dumpState(target), expected);
   });
 
   test('a snapshot of several chunks streams straight into a restore although chunks reuse one buffer', async () => {
@@ -204,7 +193,7 @@ describe('snapshot and restore', () => {
     assert.ok(chunks.length >= 3, `expected several chunks, got ${chunks.length}`);
     const target = newFsm();
     await target.restore(source.snapshot().chunks(), source.appliedIndex);
-    assert.deepEqual(dump(target), dump(source));
+    assert.deepEqual(dumpState(target), dumpState(source));
   });
 
   test('restore accepts the stream in chunks of any size', async () => {
@@ -216,7 +205,7 @@ describe('snapshot and restore', () => {
       for (let i = 0; i < whole.length; i += size) pieces.push(whole.subarray(i, i + size));
       const target = newFsm();
       await target.restore(pieces, source.appliedIndex);
-      assert.deepEqual(dump(target), dump(source), `chunk size ${size}`);
+      assert.deepEqual(dumpState(target), dumpState(source), `chunk size ${size}`);
     }
   });
 
@@ -226,12 +215,12 @@ describe('snapshot and restore', () => {
     const whole = await snapshotBytes(source);
     const target = newFsm();
     applyAll(target, [{ type: 'kvs', op: 'set', entry: { Key: 'keep', Value: bytes('me') } }]);
-    const before = dump(target);
+    const before = dumpState(target);
     const cuts = new Set([0, 1, SNAPSHOT_MAGIC.length, SNAPSHOT_MAGIC.length + 3, Math.floor(whole.length / 2), whole.length - 33, whole.length - 1]);
     for (let cut = 0; cut < whole.length; cut += Math.max(1, Math.floor(whole.length / 60))) cuts.add(cut);
     for (const cut of cuts) {
       await assert.rejects(target.restore([whole.subarray(0, cut)], 99), (error: unknown) => error instanceof FsmError, `cut at ${cut}`);
-      assert.deepEqual(dump(target), before, `cut at ${cut}`);
+      assert.deepEqual(dumpState(target), before, `cut at ${cut}`);
     }
   });
 
@@ -240,14 +229,14 @@ describe('snapshot and restore', () => {
     applyAll(source, randomCommands(10, 40));
     const whole = await snapshotBytes(source);
     const target = newFsm();
-    const before = dump(target);
+    const before = dumpState(target);
     const random = mulberry32(7);
     for (let i = 0; i < 50; i++) {
       const copy = Buffer.from(whole);
       const position = Math.floor(random() * copy.length);
       copy[position] = (copy[position] ?? 0) ^ (1 << Math.floor(random() * 8));
       await assert.rejects(target.restore([copy], 99), (error: unknown) => error instanceof FsmError, `SEED=7 flip at ${position}`);
-      assert.deepEqual(dump(target), before);
+      assert.deepEqual(dumpState(target), before);
     }
   });
 

@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { encodeCommand, Fsm, type Command } from '../lib/fsm.js';
 import { createLogger, MemorySink, type Logger } from '../lib/log.js';
-import { STATE_SCHEMA } from '../lib/schema.js';
 import {
   FileSnapshotStore,
   MemorySnapshotStore,
@@ -27,6 +26,7 @@ import {
 } from '../lib/snapshot.js';
 import { StateStore } from '../lib/state.js';
 import { mulberry32 } from './support.js';
+import { dumpState } from './state-support.js';
 
 const SEED = Number(process.env['SNAPSHOT_SEED'] ?? 20260301);
 const FLIPS = Number(process.env['SNAPSHOT_FLIPS'] ?? 50);
@@ -128,17 +128,6 @@ function buildFsm(keys: number): Fsm {
   return fsm;
 }
 
-/** Every record of every table, values as hex, for comparing two FSMs. */
-function dump(fsm: Fsm): Record<string, unknown[]> {
-  const txn = fsm.state.db.readTxn();
-  const result: Record<string, unknown[]> = {};
-  for (const table of STATE_SCHEMA.tables) {
-    result[table.name] = [...txn.all<Record<string, unknown>>(table.name)].map((record) =>
-      record['Value'] instanceof Uint8Array ? { ...record, Value: Buffer.from(record['Value']).toString('hex') } : record,
-    );
-  }
-  return result;
-}
 
 /** Streams a live FSM snapshot into the store (its chunks reuse one buffer). */
 async function saveFsm(store: SnapshotStore, fsm: Fsm, term: number): Promise<SnapshotMeta> {
@@ -299,7 +288,7 @@ for (const harness of HARNESSES) {
       const opened = await store.open(meta.id);
       await fresh.restore(opened.data, opened.meta.index);
       assert.equal(fresh.appliedIndex, fsm.appliedIndex);
-      assert.deepEqual(dump(fresh), dump(fsm));
+      assert.deepEqual(dumpState(fresh), dumpState(fsm));
     });
   });
 }
@@ -482,11 +471,11 @@ describe(`R6 bit flips, SEED=${SEED}`, () => {
     const { store, older } = await twoSnapshots(3);
     const meta = await saveFsm(store, buildFsm(200), 2);
     const target = newFsm();
-    const before = dump(target);
+    const before = dumpState(target);
     await flipRounds(join(store.path, meta.id, 'state.bin'), random, async () => {
       await rejectsWith(readSnapshot(store, meta.id), 'ERR_SNAPSHOT_CHECKSUM_MISMATCH');
       await assert.rejects(target.restore((await store.open(meta.id)).data, meta.index));
-      assert.deepEqual(dump(target), before);
+      assert.deepEqual(dumpState(target), before);
       assert.equal(target.appliedIndex, 0);
     });
     await assertOlderIntact(store, older);

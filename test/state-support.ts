@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import type { MemDb, ReadTxn, WatchSet, WriteTxn } from '../lib/memdb.js';
-import { bumpTableIndex, StateError, TABLES, type CheckRecord, type NodeRecord } from '../lib/schema.js';
+import type { Fsm } from '../lib/fsm.js';
+import { bumpTableIndex, STATE_SCHEMA, StateError, TABLES, type CheckRecord, type NodeRecord } from '../lib/schema.js';
 
 /** Applies `apply` in one write transaction and commits it; aborts and rethrows if it throws. */
 export function write<T>(db: MemDb, apply: (txn: WriteTxn) => T): T {
@@ -64,4 +65,16 @@ export function assertStateError(run: () => unknown, code: string, message: stri
     assert.equal(error.message, message);
     return true;
   });
+}
+
+/** Every record of every table, KV values as hex, for comparing two FSMs' states. */
+export function dumpState(fsm: Fsm): Record<string, unknown[]> {
+  const txn = fsm.state.db.readTxn();
+  const result: Record<string, unknown[]> = {};
+  for (const table of STATE_SCHEMA.tables) {
+    result[table.name] = [...txn.all<Record<string, unknown>>(table.name)].map((record) =>
+      record['Value'] instanceof Uint8Array ? { ...record, Value: Buffer.from(record['Value']).toString('hex') } : record,
+    );
+  }
+  return result;
 }
