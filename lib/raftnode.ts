@@ -399,11 +399,18 @@ export class RaftNode {
   }
 
   private async handleReady(ready: Ready, seq: number): Promise<void> {
+    // A leader may replicate entries before its own copy is durable (Raft thesis 10.2.1): the
+    // core counts the leader's copy toward commitment only after advance(). Only in a Ready that
+    // changes no term or vote, though: a term or vote must be durable before anyone hears of it,
+    // or a leader restarted without them could vote a second time in the same term.
+    const isEarlySend = this.raft.state === 'leader' && ready.snapshot === undefined && !this.changesTermOrVote(ready.hardState);
+    const early: RaftMessage[] = isEarlySend ? ready.messages.filter((message) => message.type === 'appendEntries') : [];
+    for (const message of early) this.sendOrDrop(message);
     if (ready.snapshot !== undefined) await this.installSnapshot(ready.snapshot);
     if (ready.entries.length > 0) await this.appendEntries(ready.entries);
     if (ready.hardState !== undefined) await this.persistHardState(ready.hardState);
     if (this.isClosed) return;
-    for (const message of ready.messages) this.sendOrDrop(message);
+    for (const message of ready.messages) if (!early.includes(message)) this.sendOrDrop(message);
     this.answerUnanswered(seq);
     for (const entry of ready.committedEntries) this.applyEntry(entry);
     this.serveReads(ready);
@@ -436,6 +443,10 @@ export class RaftNode {
     for (let start = 0; start < entries.length; start += APPEND_BATCH_ENTRIES_MAX) {
       await log.append(entries.slice(start, start + APPEND_BATCH_ENTRIES_MAX));
     }
+  }
+
+  private changesTermOrVote(hard: HardState | undefined): boolean {
+    return hard !== undefined && (hard.term !== this.persisted.term || (hard.vote !== '' && hard.vote !== this.persisted.vote));
   }
 
   /** CurrentTerm, then LastVoteCand, then LastVoteTerm: see the header for why this order. */
