@@ -164,6 +164,19 @@ async function fakePeer(t: TestContext, onConnection: (socket: Socket) => void):
   return `127.0.0.1:${address.port}`;
 }
 
+
+/** A server whose handler answers nothing until the test ends (for deadline tests). */
+async function startStalledServer(t: TestContext): Promise<RaftTransport> {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  t.after(() => release());
+  const { transport } = await start(t, async (rpc) => {
+    await gate;
+    return recordingHandler([])(rpc);
+  });
+  return transport;
+}
+
 describe('raft transport: request/response round trips', () => {
   it('carries every RPC over the Consul server-port framing (01 first)', async (t) => {
     const seen: RaftRpc[] = [];
@@ -347,13 +360,7 @@ describe('raft transport: pipelining', () => {
   });
 
   it('times out the oldest reply and closes', async (t) => {
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    t.after(() => release());
-    const { transport: server } = await start(t, async (rpc) => {
-      await gate;
-      return recordingHandler([])(rpc);
-    });
+    const server = await startStalledServer(t);
     const peer = await client(t);
     const pipeline = peer.appendEntriesPipeline(server.localAddress, { timeoutMs: 50 });
     const replies = [pipeline.appendEntries(append(1)), pipeline.appendEntries(append(2))];
@@ -456,13 +463,7 @@ describe('raft transport: InstallSnapshot', () => {
 
 describe('raft transport: deadlines and broken peers', () => {
   it('fails a call at its deadline and closes that connection', async (t) => {
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    t.after(() => release());
-    const { transport: server } = await start(t, async (rpc) => {
-      await gate;
-      return recordingHandler([])(rpc);
-    });
+    const server = await startStalledServer(t);
     const peer = await client(t);
     const started = performance.now();
     await expectCode(peer.requestVote(server.localAddress, VOTE, { timeoutMs: 60 }), 'ERR_RAFT_TIMEOUT', /timed out after 60 ms/);
