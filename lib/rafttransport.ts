@@ -5,9 +5,11 @@
 // its server port on the first byte (wire.md §4.2); with `isRawRaftPort` the connection starts
 // directly with the RPC type byte, as on a bare raft NetworkTransport. Then it carries requests
 // `[type][msgpack request]`, answered `[msgpack error string][msgpack response]` strictly in
-// order. Requests on one connection are handed to the handler one at a time (raft must see a
-// follower's AppendEntries in order); many connections are served at once, so heartbeats, votes,
-// the pipeline and a snapshot never wait for each other. An InstallSnapshot request is followed
+// order. Requests on one connection are handed to the handler as they complete, in order (raft
+// must see a follower's AppendEntries in order), without waiting for earlier replies: a burst of
+// pipelined AppendEntries is then stepped together and made durable by one fsync (hashicorp's
+// follower serves one at a time, so one fsync each). Many connections are served at once, so
+// heartbeats, votes, the pipeline and a snapshot never wait for each other. An InstallSnapshot request is followed
 // by exactly `Size` raw bytes, which the handler reads as a stream; whatever it leaves unread is
 // drained before the reply so the framing holds. Bytes that do not parse close the connection,
 // as raft does ("failed to decode incoming command"); a handler error, or a ProtocolVersion we do
@@ -177,6 +179,8 @@ export const RAFT_RPC_TIMEOUT_MS = 10_000;
 export const RAFT_SNAPSHOT_TIMEOUT_SCALE_BYTES = 256 * 1024;
 /** Accepted connections at once; more are closed at accept. */
 export const RAFT_SERVER_CONNS_MAX = 1024;
+/** Requests on one connection handed to the handler and not yet answered (raft 1.1.2 rpcMaxPipeline). */
+export const RAFT_SERVER_INFLIGHT_MAX = 128;
 /** Bytes read past a request still being served before the socket is paused. */
 export const RAFT_SERVER_READ_AHEAD_BYTES = 1024 * 1024;
 /** Snapshot bytes buffered ahead of the handler before the socket is paused. */
@@ -851,13 +855,19 @@ interface ParsedRpc {
 }
 
 /**
- * One accepted connection: parses requests, serves them one at a time in order, writes replies
- * in the same order, and pauses the socket when the read-ahead or snapshot buffer is full.
+ * One accepted connection: parses requests and hands each to the handler as soon as it is
+ * complete, in order, so a follower steps a burst of pipelined AppendEntries together and makes
+ * them durable with one fsync; replies are written strictly in request order. An InstallSnapshot
+ * is served alone: nothing after it is parsed until its bytes are read and its reply is queued.
+ * The socket is paused when the read-ahead or snapshot buffer is full.
  */
 class ServerConn {
   private readonly input = new ByteQueue();
   private readonly scanner = new MsgpackScanner();
-  private isBusy = false;
+  /** Requests handed to the handler whose replies are not written yet. */
+  private inFlight = 0;
+  /** Replies are written in this chain's order, which is the requests' order. */
+  private replies: Promise<void> = Promise.resolve();
   private isClosed = false;
   /** The snapshot whose bytes arrive now. Invariant: set only while its request is being served. */
   private snapshot: SnapshotStream | undefined;
@@ -899,9 +909,9 @@ class ServerConn {
     this.pump();
   }
 
-  /** Starts serving the next complete request unless one is being served. */
+  /** Hands every complete request to the handler, up to RAFT_SERVER_INFLIGHT_MAX awaiting replies. */
   private pump(): void {
-    while (!this.isBusy && !this.isClosed) {
+    while (!this.isClosed && this.snapshot === undefined && this.inFlight < RAFT_SERVER_INFLIGHT_MAX) {
       let parsed: ParsedRpc | undefined;
       try {
         parsed = this.parseNext();
@@ -910,18 +920,21 @@ class ServerConn {
         return;
       }
       if (parsed === undefined) break;
-      this.isBusy = true;
-      this.serve(parsed).then(
-        () => {
-          this.isBusy = false;
+      this.inFlight++;
+      // Called now, in arrival order: the handler steps each request before the next is parsed.
+      const reply = this.serve(parsed);
+      this.replies = this.replies
+        .then(async () => {
+          const frame = await reply;
+          if (this.isClosed) return;
+          await this.write(frame);
+          this.inFlight--;
           this.pump();
-        },
-        (error: unknown) => this.fail(error),
-      );
+        })
+        .catch((error: unknown) => this.fail(error));
     }
     this.updateFlow();
   }
-
   private parseNext(): ParsedRpc | undefined {
     if (this.isPrefixPending) {
       const first = this.input.peekByte();
@@ -955,7 +968,8 @@ class ServerConn {
     return { rpc: { kind, request: snapshotRequest, data: stream, remoteAddress }, errorText, snapshot: stream };
   }
 
-  private async serve(parsed: ParsedRpc): Promise<void> {
+  /** Runs the handler (synchronously up to its first await) and resolves with the reply frame. */
+  private async serve(parsed: ParsedRpc): Promise<Uint8Array> {
     let errorText = parsed.errorText;
     let response: RaftRpcResponse | undefined;
     if (errorText === '') {
@@ -970,10 +984,11 @@ class ServerConn {
       parsed.snapshot.discard();
       await parsed.snapshot.whenReceived();
       this.snapshot = undefined;
+      // Requests that followed the snapshot's bytes can be parsed now.
+      queueMicrotask(() => this.pump());
     }
-    if (this.isClosed) return;
     const body = errorText === '' && response !== undefined ? encodeResponse(parsed.rpc.kind, response) : null;
-    await this.write(encodeResponseFrame(errorText === '' && body === null ? 'handler returned no response' : errorText, body));
+    return encodeResponseFrame(errorText === '' && body === null ? 'handler returned no response' : errorText, body);
   }
 
   /** Writes a reply; resolves at once, or on drain (or close) when the socket is full. */
@@ -987,7 +1002,7 @@ class ServerConn {
     if (this.isClosed) return;
     const stream = this.snapshot;
     const isStreamFull = stream !== undefined && stream.bufferedBytes >= RAFT_SNAPSHOT_BUFFER_BYTES;
-    const isAheadFull = this.isBusy && this.input.length >= RAFT_SERVER_READ_AHEAD_BYTES;
+    const isAheadFull = this.inFlight > 0 && this.input.length >= RAFT_SERVER_READ_AHEAD_BYTES;
     if (isStreamFull || isAheadFull) this.socket.pause();
     else this.socket.resume();
   }

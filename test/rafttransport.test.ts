@@ -297,7 +297,7 @@ describe('raft transport: request/response round trips', () => {
 });
 
 describe('raft transport: pipelining', () => {
-  it('keeps 100 AppendEntries in flight and answers them in FIFO order', async (t) => {
+  it('keeps 100 AppendEntries in flight, hands them over without waiting, answers in FIFO order', async (t) => {
     const order: number[] = [];
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -316,14 +316,34 @@ describe('raft transport: pipelining', () => {
     t.after(() => pipeline.close());
     const replies = Array.from({ length: 100 }, (_, i) => pipeline.appendEntries(append(i)));
     assert.equal(pipeline.inFlight, 100);
-    // Other connections are served while the pipeline's first request is held.
-    await waitFor('first append at the server', () => (order.length === 1 ? true : undefined));
+    // Later requests reach the handler while the first is held (so a follower can step them
+    // together), and other connections are served meanwhile.
+    await waitFor('every append at the server', () => (order.length === 100 ? true : undefined));
     assert.equal((await peer.requestVote(server.localAddress, VOTE)).granted, true);
+    assert.equal(pipeline.inFlight, 100);
     release();
     const responses = await Promise.all(replies);
     assert.deepEqual(responses.map((response) => response.lastLog), Array.from({ length: 100 }, (_, i) => i));
     assert.deepEqual(order, Array.from({ length: 100 }, (_, i) => i));
     assert.equal(pipeline.inFlight, 0);
+  });
+
+  it('serves an InstallSnapshot alone between appends written back to back on one connection', async (t) => {
+    const seen: RaftRpc[] = [];
+    const digests: string[] = [];
+    const { transport: server } = await start(t, recordingHandler(seen, digests));
+    const raw = new RawPeer(Number(server.localAddress.split(':')[1]));
+    t.after(() => raw.socket.destroy());
+    const data = pseudoRandomBytes(11, 300_000);
+    raw.socket.write(new Uint8Array([0x01, ...encodeRequestFrame('appendEntries', append(1)), ...encodeRequestFrame('installSnapshot', snapshotRequest(data.length)), ...data, ...encodeRequestFrame('appendEntries', append(2))]));
+    const replies = [
+      encodeResponseFrame('', encodeResponse('appendEntries', { protocolVersion: 3, term: 4, lastLog: 2, success: true, noRetryBackoff: false })),
+      encodeResponseFrame('', encodeResponse('installSnapshot', { protocolVersion: 3, term: 5, success: true })),
+      encodeResponseFrame('', encodeResponse('appendEntries', { protocolVersion: 3, term: 4, lastLog: 3, success: true, noRetryBackoff: false })),
+    ];
+    for (const reply of replies) assert.equal(hex(await raw.read(reply.length)), hex(reply));
+    assert.deepEqual(seen.map((rpc) => rpc.kind), ['appendEntries', 'installSnapshot', 'appendEntries']);
+    assert.deepEqual(digests, [createHash('sha256').update(data).digest('hex')]);
   });
 
   it('refuses a request beyond inFlightMax without closing the pipeline', async (t) => {
