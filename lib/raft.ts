@@ -311,6 +311,12 @@ export class Raft {
   /** (Pre-)candidate only: answers so far. */
   private readonly votes = new Map<string, boolean>();
   private outbox: RaftMessage[] = [];
+  /**
+   * Leader: entries or a commit index may be due to some follower. New entries and freed window
+   * slots do not send at once: ready() sends what is due, so every entry proposed and every
+   * answer stepped since the last Ready go out as one AppendEntries per follower.
+   */
+  private isAppendDue = false;
   private readStates: ReadState[] = [];
 
   private readonly electionTimeoutTicks: number;
@@ -422,7 +428,7 @@ export class Raft {
     if (refusal !== undefined) return { ok: false, error: refusal };
     if (data.length > RAFT_ENTRY_BYTES_MAX) return { ok: false, error: new RaftError('ERR_ENTRY_TOO_LARGE', `entry of ${data.length} bytes exceeds ${RAFT_ENTRY_BYTES_MAX}`) };
     const entry = this.appendEntry(type, data);
-    this.broadcastAppend();
+    this.isAppendDue = true;
     return { ok: true, index: entry.index, term: entry.term };
   }
 
@@ -545,6 +551,7 @@ export class Raft {
     if (this.outstanding !== undefined) return false;
     return (
       this.outbox.length > 0 ||
+      this.isAppendDue ||
       this.readStates.length > 0 ||
       this.log.hasUnstableEntries() ||
       this.log.pendingSnapshot !== undefined ||
@@ -557,6 +564,7 @@ export class Raft {
   /** Collects the work for the shell. Call advance(ready) when done; one Ready at a time. */
   ready(): Ready {
     assert(this.outstanding === undefined, 'ready() called before advance() of the previous Ready');
+    if (this.isAppendDue) this.sendDueAppends();
     const hard = this.hardState();
     const soft = this.softState();
     assert(hard.commitIndex >= this.prevHardState.commitIndex, 'commitIndex decreased');
@@ -1063,9 +1071,7 @@ export class Raft {
     } else if (wasPaused) {
       this.sendAppend(id, true);
     }
-    while (this.sendAppend(id, false)) {
-      // Fill the in-flight window.
-    }
+    this.isAppendDue = true;
     if (id === this.leadTransferee && progress.match === this.log.lastIndex()) {
       this.logger.info('transferee caught up, sending TimeoutNow', { id });
       this.send({ type: 'timeoutNow', from: this.id, to: id, term: this.currentTerm });
@@ -1105,7 +1111,26 @@ export class Raft {
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send({ type: 'appendEntries', from: this.id, to, term: this.currentTerm, prevLogEntry, prevLogTerm, entries, leaderCommitIndex: this.log.commitIndex });
     progress.sentEntries(entries.length, prevLogEntry + entries.length);
+    progress.commitSent = this.log.commitIndex;
     return true;
+  }
+
+  /**
+   * Leader, at ready(): fills every follower's in-flight window with the entries it lacks, then
+   * tells a follower a commit index it was not sent, with an empty AppendEntries, only when it
+   * has nothing in flight: otherwise the answers to those bring the next AppendEntries, which
+   * carries the commit index. (An empty AppendEntries on every commit advance doubled the
+   * leader's messages under load.) A follower never told learns it from the next heartbeat.
+   */
+  private sendDueAppends(): void {
+    this.isAppendDue = false;
+    if (this.role !== 'leader') return;
+    for (const [id, progress] of this.progress) {
+      let isSent = false;
+      while (this.sendAppend(id, false)) isSent = true;
+      const isBusy = progress.state === 'replicate' && progress.inflights.size > 0;
+      if (!isSent && !isBusy && progress.commitSent < this.log.commitIndex) this.sendAppend(id, true);
+    }
   }
 
   private sendSnapshot(to: string, progress: Progress): boolean {
@@ -1153,7 +1178,7 @@ export class Raft {
 
   /** Leader: commitIndex moved. Tells followers, starts deferred reads, steps down if removed. */
   private afterCommit(): void {
-    this.broadcastAppend();
+    this.isAppendDue = true;
     if (this.readsAwaitingCommit.length > 0 && this.committedInTerm()) {
       const waiting = this.readsAwaitingCommit;
       this.readsAwaitingCommit = [];

@@ -373,13 +373,21 @@ export class RaftNode {
     this.kick();
   }
 
-  /** Runs the loop unless it is running (it re-checks hasReady before it stops). */
+  /**
+   * Runs the loop unless it is running (it re-checks hasReady before it stops). An idle loop
+   * starts on the next setImmediate, not at once: every proposal and message that arrived in the
+   * same I/O phase then goes into one Ready, one append and one fsync.
+   */
   private kick(): void {
     if (this.isLoopRunning || this.isClosed || this.failure !== undefined) return;
     this.isLoopRunning = true;
-    this.loopDone = this.loop().finally(() => {
-      this.isLoopRunning = false;
-    });
+    let started: () => void = () => undefined;
+    this.loopDone = new Promise<void>((resolve) => (started = resolve))
+      .then(() => this.loop())
+      .finally(() => {
+        this.isLoopRunning = false;
+      });
+    setImmediate(started);
   }
 
   private async loop(): Promise<void> {

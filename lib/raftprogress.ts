@@ -124,6 +124,8 @@ export class Progress {
   recentActive = false;
   /** Ticks since any answer from this follower (for autopilot and operators). */
   ticksSinceResponse = 0;
+  /** The highest LeaderCommitIndex sent in an AppendEntries (the follower may not know more). */
+  commitSent = 0;
   /** The highest read-index context the follower has echoed in this term (ReadIndex). */
   readAck = 0;
   readonly inflights: Inflights;

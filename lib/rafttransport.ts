@@ -38,6 +38,7 @@
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from './log.js';
+import { writeCoalesced } from './sockets.js';
 import {
   decodeErrorString,
   decodeRequestUnchecked,
@@ -754,7 +755,7 @@ class ClientConn {
   /** Writes bytes; false means the socket buffers past its high-water mark (wait for drain). */
   write(bytes: Uint8Array): boolean {
     if (this.failure !== undefined) return true;
-    return this.socket.write(bytes);
+    return writeCoalesced(this.socket, bytes);
   }
 
   /** Resolves on 'drain' or when the connection ends (check `failure` after). */
@@ -993,7 +994,7 @@ class ServerConn {
 
   /** Writes a reply; resolves at once, or on drain (or close) when the socket is full. */
   private write(frame: Uint8Array): Promise<void> {
-    return this.socket.write(frame) ? Promise.resolve() : drainedOrClosed(this.socket);
+    return writeCoalesced(this.socket, frame) ? Promise.resolve() : drainedOrClosed(this.socket);
   }
 
 

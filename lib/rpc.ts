@@ -34,6 +34,7 @@ import type { Logger } from './log.js';
 import { decode, encode, type MsgpackValue } from './msgpack.js';
 import { MsgpackScanner } from './raftwire.js';
 import { RPC_RAFT_BYTE } from './rafttransport.js';
+import { writeCoalesced } from './sockets.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -312,7 +313,7 @@ export class RpcClient {
         reject(new RpcError('ERR_RPC_TIMEOUT', `rpc ${serviceMethod} to ${this.address} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(seq, { method: serviceMethod, resolve, reject, timer });
-      this.socket.write(encodeRpcRequest(seq, serviceMethod, args));
+      writeCoalesced(this.socket, encodeRpcRequest(seq, serviceMethod, args));
     });
   }
 
@@ -478,7 +479,7 @@ class ConsulConn {
       this.options.logger.error('rpc reply does not encode', { method: serviceMethod, error: (encodeError as Error).message });
       frame = encodeRpcResponse(seq, serviceMethod, 'rpc: reply could not be encoded', {});
     }
-    this.socket.write(frame);
+    writeCoalesced(this.socket, frame);
     if (this.socket.isPaused() && this.inFlight < this.inFlightMax) {
       this.socket.resume();
       this.drain();
