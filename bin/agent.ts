@@ -2,9 +2,10 @@
 // The consul-ts agent command: `node bin/agent.js [consul agent flags]`.
 //
 // Composition root: loads the configuration, sets up logging, prints Consul's start-up banner,
-// starts the agent, and shuts it down cleanly on SIGINT or SIGTERM (a second signal forces the
-// exit). Exit codes follow `consul agent`: 0 after a clean shutdown, 1 for bad configuration or
-// a failed start.
+// starts the agent, and shuts it down on SIGINT or SIGTERM, leaving gracefully first when the
+// configuration says so (a second signal forces the exit). Exit codes follow `consul agent`: 0
+// after a graceful leave or PUT /v1/agent/leave, 1 after a stop without leave, for bad
+// configuration, or a failed start.
 
 import { Agent } from '../lib/agent.js';
 import { ConfigError, HelpRequested, loadConfig, type RuntimeConfig } from '../lib/config.js';
@@ -13,6 +14,8 @@ import { CONSUL_VERSION, RELEASE_DATE, REVISION } from '../lib/version.js';
 
 /** How long a finished agent waits for stray handles before exiting anyway. */
 const EXIT_GRACE_MS = 2_000;
+/** How long a graceful leave may take before the agent exits anyway (Consul: 15 s). */
+const GRACEFUL_LEAVE_TIMEOUT_MS = 15_000;
 
 async function main(argv: readonly string[]): Promise<number> {
   let loaded;
@@ -52,36 +55,66 @@ async function main(argv: readonly string[]): Promise<number> {
   return code;
 }
 
-/** Resolves with the exit code once a signal has shut the agent down. */
+/**
+ * Resolves with the exit code once the agent is down, as Consul's command does: SIGINT (unless
+ * skip_leave_on_interrupt, the default for servers) and SIGTERM (with leave_on_terminate, the
+ * default for clients) leave gracefully first and exit 0; any other SIGINT or SIGTERM stops at
+ * once and exits 1 ("Graceful shutdown disabled"); a second signal forces the exit; a shutdown
+ * the agent asked for (PUT /v1/agent/leave) exits 0. SIGHUP (reload) comes with local state.
+ */
 function waitForShutdownSignal(agent: Agent, logger: Logger): Promise<number> {
   return new Promise((resolve) => {
     let isShuttingDown = false;
-    let isDone = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (isDone) return;
-      if (isShuttingDown) {
-        // A second signal means the operator will not wait for a graceful stop.
-        logger.warn('Caught second signal, forcing exit', { signal });
-        process.exit(1);
-      }
-      isShuttingDown = true;
-      logger.info('Caught', { signal: signal === 'SIGINT' ? 'interrupt' : 'terminated' });
-      logger.info('Gracefully shutting down agent...');
+    const finish = (code: number): void => {
       agent.shutdown().then(
-        () => {
-          isDone = true;
-          resolve(0);
-        },
+        () => resolve(code),
         (error: unknown) => {
-          isDone = true;
           logger.error('shutdown failed', { error: error instanceof Error ? error.message : String(error) });
           resolve(1);
         },
       );
     };
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (isShuttingDown) {
+        // A second signal means the operator will not wait for a graceful stop.
+        logger.info('Caught second signal, Exiting', { signal: signalName(signal) });
+        process.exit(1);
+      }
+      isShuttingDown = true;
+      logger.info('Caught', { signal: signalName(signal) });
+      const isGraceful = (signal === 'SIGINT' && !agent.config.skipLeaveOnInt) || (signal === 'SIGTERM' && agent.config.leaveOnTerm);
+      if (!isGraceful) {
+        logger.info('Graceful shutdown disabled. Exiting');
+        finish(1);
+        return;
+      }
+      logger.info('Gracefully shutting down agent...');
+      const timeout = setTimeout(() => {
+        logger.info('Timeout on graceful leave. Exiting');
+        finish(1);
+      }, GRACEFUL_LEAVE_TIMEOUT_MS);
+      agent.leave().then(
+        () => {
+          clearTimeout(timeout);
+          logger.info('Graceful exit completed');
+          finish(0);
+        },
+        (error: unknown) => logger.error('Error on leave', { error: error instanceof Error ? error.message : String(error) }),
+      );
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    void agent.whenShutdownRequested.then(() => {
+      if (isShuttingDown) return;
+      isShuttingDown = true;
+      finish(0);
+    });
   });
+}
+
+/** Go's names for the signals, as Consul logs them. */
+function signalName(signal: NodeJS.Signals): string {
+  return signal === 'SIGINT' ? 'interrupt' : signal === 'SIGTERM' ? 'terminated' : signal;
 }
 
 /** Consul's banner, label for label (command/agent/agent.go). */

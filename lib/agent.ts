@@ -33,6 +33,9 @@ export const MEMBER_STATUS_ALIVE = 1;
 /** The gossip protocol versions Consul advertises (serf/memberlist). */
 const MEMBER_PROTOCOL = { ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4 } as const;
 
+/** Consul's leadershipTransfer retry count on leave. */
+const LEADERSHIP_TRANSFER_ATTEMPTS = 3;
+
 /** The file in the data directory that keeps the node ID across restarts (Consul's name). */
 export const NODE_ID_FILE = 'node-id';
 
@@ -53,6 +56,9 @@ export class Agent {
   private raft: RaftNode | undefined;
   private rpc: RpcServer | undefined;
   private discovery: BootstrapDiscovery | undefined;
+  private requestShutdown: () => void = () => undefined;
+  /** Resolves when the agent asks to be stopped (after PUT /v1/agent/leave), for bin/agent.ts. */
+  readonly whenShutdownRequested = new Promise<void>((resolve) => (this.requestShutdown = resolve));
 
   private constructor(
     readonly config: RuntimeConfig,
@@ -94,6 +100,31 @@ export class Agent {
   async applyCommand(command: Command): Promise<ApplyResult> {
     if (!this.raft) throw new Error('this agent is not a server: it has no Raft to apply commands to');
     return this.raft.apply(encodeCommand(command));
+  }
+
+  /**
+   * Prepares for a graceful stop (Consul Server.Leave): a leader with other voters hands
+   * leadership to one of them (TimeoutNow), trying three times as Consul does, and removes
+   * itself from the configuration if that fails, so the cluster never waits out an election
+   * timeout for a server that left on purpose. Leaving the gossip pool (and a follower waiting
+   * to be removed by the leader) comes with the gossip issue.
+   */
+  async leave(): Promise<void> {
+    const raft = this.raft;
+    if (raft === undefined || !raft.isLeader || raft.peers().length <= 1) return;
+    this.logger.info('server starting leave');
+    for (let attempt = 0; attempt < LEADERSHIP_TRANSFER_ATTEMPTS; attempt++) {
+      try {
+        await raft.transferLeadership();
+        this.logger.info('successfully transferred leadership', { attempt, retry_limit: LEADERSHIP_TRANSFER_ATTEMPTS });
+        return;
+      } catch (error) {
+        this.logger.error('failed to transfer leadership attempt, will retry', { attempt, retry_limit: LEADERSHIP_TRANSFER_ATTEMPTS, error: String(error) });
+        if (!raft.isLeader) return;
+      }
+    }
+    this.logger.error('failed to transfer leadership, removing the server', { error: `failed to transfer leadership in ${LEADERSHIP_TRANSFER_ATTEMPTS} attempts` });
+    await raft.changeConfiguration({ op: 'removeServer', id: this.nodeId });
   }
 
   /** Stops the listeners first (no new requests), then Raft. Safe to call more than once. */
@@ -200,6 +231,16 @@ export class Agent {
       // it knows of no leader and no peers, which Consul reports as "" and [].
       { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: this.raft?.leader() ?? '', headers: policyHeader }) },
       { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: this.raft?.peers() ?? [], headers: policyHeader }) },
+      // Consul's AgentLeave: leave, then shut down; the command then exits 0.
+      {
+        path: '/v1/agent/leave',
+        methods: ['PUT'],
+        handler: async () => {
+          await this.leave();
+          setImmediate(this.requestShutdown);
+          return { text: '', headers: policyHeader };
+        },
+      },
     ];
   }
 

@@ -45,8 +45,9 @@
 // - Peers are named by server ID in the core and by address on the wire: the header's ID
 //   (raft >= 1.3.7) when present, otherwise the configuration's server with that address.
 //
-// Not here: membership changes through the API, leadership transfer requests, TLS, autopilot,
-// metrics. Known limit: a snapshot being streamed to a follower can be reaped by `retain` if two
+// Membership changes and leadership transfer are promises over the core's calls: a change
+// resolves when its configuration entry is applied, a transfer when this server stops leading.
+// Not here: TLS, autopilot, metrics. Known limit: a snapshot being streamed to a follower can be reaped by `retain` if two
 // newer snapshots are taken meanwhile; the send then fails and is retried from the newest.
 //
 // Invariants: at most one Ready is processed at a time, in order; a proposal or read settles
@@ -63,7 +64,7 @@ import type { ApplyResult, Fsm } from './fsm.js';
 import type { Logger } from './log.js';
 import { FileLogStore, FileStableStore, LOG_TYPE, MemoryLogStore, MemoryStableStore, type LogEntry, type LogStore, type StableStore } from './logstore.js';
 import { Raft, RaftError, type HardState, type RaftErrorCode, type RaftMessage, type Ready } from './raft.js';
-import { voterIds } from './raftconfig.js';
+import { voterIds, type ConfigurationChange } from './raftconfig.js';
 import { logStoreStorage } from './raftlog.js';
 import { RaftTransport, type AppendPipeline, type RaftRpc, type RaftRpcResponse } from './rafttransport.js';
 import { RAFT_PROTOCOL_VERSION, type AppendEntriesRequest, type AppendEntriesResponse as WireAppendResponse, type RpcHeader } from './raftwire.js';
@@ -72,7 +73,7 @@ import { FileSnapshotStore, MemorySnapshotStore, type RaftServer, type SnapshotM
 // ---------------------------------------------------------------------------------------------
 // Exported types
 
-export type RaftNodeErrorCode = RaftErrorCode | 'ERR_LEADERSHIP_LOST' | 'ERR_SHUTDOWN' | 'ERR_NODE_FAILED';
+export type RaftNodeErrorCode = RaftErrorCode | 'ERR_LEADERSHIP_LOST' | 'ERR_SHUTDOWN' | 'ERR_NODE_FAILED' | 'ERR_TRANSFER_TIMEOUT';
 
 /** An operational error of the node. For ERR_NOT_LEADER, `leaderAddress` is the known leader or ''. */
 export class RaftNodeError extends Error {
@@ -198,6 +199,7 @@ export class RaftNode {
   private incomingSnapshot: { meta: SnapshotMeta; sink: SnapshotSink } | undefined;
   private readonly pipelines = new Map<string, AppendPipeline>();
   private readonly snapshotSends = new Set<string>();
+  private readonly transferWaiters = new Set<{ resolve: () => void; reject: (error: Error) => void; timer: ReturnType<typeof setTimeout> }>();
 
   private constructor(options: RaftNodeOptions, stores: Stores, raft: Raft, restored: { index: number; term: number }, tickMs: number) {
     this.id = options.id;
@@ -266,6 +268,43 @@ export class RaftNode {
     return new Promise<ApplyResult>((resolve, reject) => {
       this.proposals.set(result.index, { term: result.term, resolve, reject });
       this.kick();
+    });
+  }
+
+  /**
+   * Proposes a one-server membership change (hashicorp AddVoter, AddNonvoter, RemoveServer,
+   * DemoteVoter); resolves once the new configuration is committed and applied here. Refused
+   * with ERR_CONFIGURATION_PENDING while another change is uncommitted.
+   */
+  changeConfiguration(change: ConfigurationChange): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal !== undefined) return Promise.reject(refusal);
+    const result = this.raft.changeConfiguration(change);
+    if (!result.ok) return Promise.reject(this.nodeError(result.error));
+    return new Promise<void>((resolve, reject) => {
+      this.proposals.set(result.index, { term: result.term, resolve: () => resolve(), reject });
+      this.kick();
+    });
+  }
+
+  /**
+   * hashicorp LeadershipTransfer: brings `targetId` (default: the most up-to-date voter) up to
+   * date and tells it to campaign (TimeoutNow). Resolves once this server is no longer leader;
+   * rejects with ERR_TRANSFER_TIMEOUT if it still leads after two election timeouts (the core
+   * abandons a transfer after one).
+   */
+  transferLeadership(targetId?: string): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal !== undefined) return Promise.reject(refusal);
+    const result = this.raft.transferLeadership(targetId);
+    if (!result.ok) return Promise.reject(this.nodeError(result.error));
+    this.kick();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { resolve, reject, timer: setTimeout(() => {
+        this.transferWaiters.delete(waiter);
+        reject(new RaftNodeError('ERR_TRANSFER_TIMEOUT', 'leadership transfer timed out'));
+      }, 2 * this.tickMs * RAFT_NODE_ELECTION_TICKS) };
+      this.transferWaiters.add(waiter);
     });
   }
 
@@ -423,6 +462,7 @@ export class RaftNode {
     for (const entry of ready.committedEntries) this.applyEntry(entry);
     this.serveReads(ready);
     if (ready.softState !== undefined) this.logger.info('raft state changed', { role: ready.softState.role, leader: ready.softState.leaderId, term: this.raft.term });
+    if (this.raft.state !== 'leader') this.settleTransfers(undefined);
     if (this.raft.state !== 'leader' && this.proposals.size > 0) {
       const error = new RaftNodeError('ERR_LEADERSHIP_LOST', 'leadership lost while the command was being committed', this.leader());
       for (const proposal of this.proposals.values()) proposal.reject(error);
@@ -807,7 +847,18 @@ export class RaftNode {
     this.failAll(new RaftNodeError('ERR_NODE_FAILED', `raft node failed: ${error.message}`));
   }
 
+  /** Resolves (no error) or rejects every leadership transfer being waited for. */
+  private settleTransfers(error: RaftNodeError | undefined): void {
+    for (const waiter of this.transferWaiters) {
+      clearTimeout(waiter.timer);
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
+    this.transferWaiters.clear();
+  }
+
   private failAll(error: RaftNodeError): void {
+    this.settleTransfers(error);
     for (const proposal of this.proposals.values()) proposal.reject(error);
     this.proposals.clear();
     for (const read of this.reads.values()) read.reject(error);

@@ -2,7 +2,8 @@
 // the built dist/, a writer sending KVS.Apply over the server port to whoever leads, `kill -9` of
 // the leader mid-load, a restart from the same data dir that must catch up by InstallSnapshot
 // (the logs are compacted far past it), and then: every acknowledged write is on all three
-// servers, and nothing that was never sent is anywhere.
+// servers, and nothing that was never sent is anywhere. Last, the leader leaves gracefully and
+// hands leadership over (TimeoutNow) instead of letting the others wait out an election.
 //
 // No fixed sleeps: every wait is a condition with a deadline. Every process started is killed
 // in `after`, also when an assertion fails.
@@ -204,6 +205,18 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   const got = (await call(victim.address, 'KVS.Get', { Datacenter: 'dc1', Key: someKey })) as { Entries: { Key: string }[]; Index: number };
   assert.equal(got.Entries[0]?.Key, someKey);
   assert.ok(got.Index > 0);
+
+  // A graceful leave of the leader (PUT /v1/agent/leave) hands leadership over by TimeoutNow.
+  const leaving = servers.find((server) => server.address === leader)!;
+  const leavingPort = ports[servers.indexOf(leaving)]!.http;
+  const left = await fetch(`http://127.0.0.1:${leavingPort}/v1/agent/leave`, { method: 'PUT' });
+  assert.equal(left.status, 200);
+  await leaving.exited;
+  leaving.child = undefined;
+  assert.match(leaving.output, /successfully transferred leadership/);
+  const successor = await waitFor('a leader after the leave', () => findLeader(servers), 10_000);
+  assert.notEqual(successor, leader);
+  await writer.writeAcked(5, 10_000);
 
   for (const server of servers) server.child?.kill('SIGTERM');
   await Promise.all(servers.map((server) => server.exited));

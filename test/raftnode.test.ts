@@ -152,6 +152,36 @@ describe('RaftNode', { timeout: 60_000 }, () => {
     }
   });
 
+  test('transfers leadership on request, and adds then removes a server through the log', async () => {
+    const all = await servers(4);
+    const initial = all.slice(0, 3);
+    const members = await Promise.all(initial.map((s) => startMember(s, initial, undefined)));
+    try {
+      const leader = await oneLeader(members);
+      await kvSet(leader.node, 'before', 'transfer');
+      await leader.node.transferLeadership();
+      assert.equal(leader.node.isLeader, false);
+      const next = await oneLeader(members);
+      assert.notEqual(next.server.id, leader.server.id);
+      await assert.rejects(leader.node.transferLeadership(), { code: 'ERR_NOT_LEADER' });
+
+      // A fourth server started with no bootstrap list joins when the leader adds it.
+      const joining = await startMember(all[3]!, [], undefined, { bootstrap: undefined });
+      members.push(joining);
+      await next.node.changeConfiguration({ op: 'addVoter', id: all[3]!.id, address: all[3]!.address });
+      assert.deepEqual(next.node.peers().sort(), all.map((s) => s.address).sort());
+      await kvSet(next.node, 'after', 'join');
+      await allHave(members, new Map([['before', 'transfer'], ['after', 'join']]));
+
+      const removed = members.find((m) => m !== next && m !== joining)!;
+      await next.node.changeConfiguration({ op: 'removeServer', id: removed.server.id });
+      assert.ok(!next.node.peers().includes(removed.server.address), 'removed from the peers');
+      await assert.rejects(next.node.changeConfiguration({ op: 'removeServer', id: 'nobody' }), (error: Error & { code?: string }) => typeof error.code === 'string');
+    } finally {
+      for (const member of members) await stop(member);
+    }
+  });
+
   test('a node restarted from its data dir gets back all committed state (log and snapshot)', async () => {
     const [server] = await servers(1);
     const dataDir = await tempDir();

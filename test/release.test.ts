@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -93,7 +93,7 @@ describe('package', () => {
 });
 
 describe('the copied release', () => {
-  test('runs `node bin/agent.js -dev`, serves /v1/agent/self, and exits 0 on SIGTERM', async () => {
+  test('runs `node bin/agent.js -dev`, serves /v1/agent/self, and on SIGTERM stops without leaving (exit 1, as Consul)', async () => {
     const port = await freePort();
     const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-node', 'release-test', '-http-port', String(port), '-dns-port', '-1']);
     try {
@@ -111,22 +111,43 @@ describe('the copied release', () => {
       agent.child.kill('SIGTERM');
     }
     const finished = await agent.finished;
-    assert.equal(finished.code, 0, finished.stderr);
+    // A server's leave_on_terminate defaults to false: Consul stops at once and exits 1.
+    assert.equal(finished.code, 1, finished.stderr);
     assert.match(finished.stdout, /\[INFO\]  agent: Caught: signal=terminated/);
+    assert.match(finished.stdout, /\[INFO\]  agent: Graceful shutdown disabled\. Exiting/);
     assert.match(finished.stdout, /\[INFO\]  agent: shutdown complete/);
     // The log lines come after the banner, as Consul's gated writer arranges.
     assert.ok(finished.stdout.indexOf('Log data will now stream in') < finished.stdout.indexOf('Started HTTP server'));
   });
 
-  test('SIGINT also shuts down cleanly', async () => {
+  test('SIGINT leaves gracefully and exits 0 when skip_leave_on_interrupt is false', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
+    const configFile = join(mkdtempSync(join(tmpdir(), 'release-leave-')), 'leave.json');
+    writeFileSync(configFile, JSON.stringify({ skip_leave_on_interrupt: false }));
+    const agent = startAgent(['-dev', '-config-file', configFile, '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/leader')).status === 200 ? true : undefined));
     } finally {
       agent.child.kill('SIGINT');
     }
-    assert.equal((await agent.finished).code, 0);
+    const finished = await agent.finished;
+    assert.equal(finished.code, 0, finished.stdout);
+    assert.match(finished.stdout, /Gracefully shutting down agent\.\.\./);
+    assert.match(finished.stdout, /Graceful exit completed/);
+  });
+
+  test('PUT /v1/agent/leave answers 200, shuts the agent down and exits 0', async () => {
+    const port = await freePort();
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
+    try {
+      await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/leader')).status === 200 ? true : undefined));
+      const reply = await httpRequest(port, 'PUT', '/v1/agent/leave');
+      assert.equal(reply.status, 200);
+    } finally {
+      const finished = await agent.finished;
+      assert.equal(finished.code, 0, finished.stdout);
+      assert.match(finished.stdout, /shutdown complete/);
+    }
   });
 
   test('-log-json writes only JSON lines and no banner', async () => {
@@ -168,7 +189,7 @@ describe('the copied release', () => {
     } finally {
       first.child.kill('SIGTERM');
     }
-    assert.equal((await first.finished).code, 0);
+    assert.equal((await first.finished).code, 1);
   });
 
   test('-help prints usage and exits 0', async () => {
