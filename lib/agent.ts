@@ -155,6 +155,7 @@ export class Agent {
       logger: this.logger.named('server').named('raft'),
       electionTimeoutMs: config.raft.electionTimeoutMs,
       snapshotThreshold: config.raft.snapshotThreshold,
+      snapshotIntervalMs: config.raft.snapshotIntervalMs,
       trailingLogs: config.raft.trailingLogs,
       transport: { isExternallyAccepted: true },
     });

@@ -16,7 +16,10 @@
 //      result when its (index, term) is applied, and is rejected with ERR_LEADERSHIP_LOST when
 //      another term's entry lands at its index or this server stops being leader;
 //   6. serve ReadIndex reads once their index is applied, and call advance.
-// Snapshots are taken when the applied index is `snapshotThreshold` past the last one: the FSM's
+// Snapshots are checked for on a randomized timer (snapshotIntervalMs to twice that, as
+// hashicorp's runSnapshots does, so servers rarely snapshot together and a write burst does not
+// snapshot every few seconds) and taken when the applied index is `snapshotThreshold` past the
+// last one: the FSM's
 // point-in-time stream goes into a SnapshotStore sink outside the loop, then compactTo tells the
 // core and the log store drops the prefix the core allows (keeping `trailingLogs`).
 //
@@ -104,6 +107,8 @@ export interface RaftNodeOptions {
   readonly electionTimeoutMs?: number;
   /** Applied entries between snapshots (hashicorp SnapshotThreshold; default 16384). */
   readonly snapshotThreshold?: number;
+  /** How often the threshold is checked: every [interval, 2 × interval) (hashicorp SnapshotInterval; default 30 s, Consul's raft_snapshot_interval). */
+  readonly snapshotIntervalMs?: number;
   /** Entries kept behind a snapshot (hashicorp TrailingLogs; default 10240). */
   readonly trailingLogs?: number;
   /** Uniform in [0, 1) for election timeouts (default Math.random). */
@@ -127,6 +132,7 @@ export const RAFT_NODE_ELECTION_TICKS = 10;
 export const ELECTION_TIMEOUT_MS_MIN = 50;
 export const ELECTION_TIMEOUT_MS_DEFAULT = 1000;
 export const SNAPSHOT_THRESHOLD_DEFAULT = 16384;
+export const SNAPSHOT_INTERVAL_MS_DEFAULT = 30_000;
 export const TRAILING_LOGS_DEFAULT = 10240;
 /** Entries per LogStore.append call (under LOG_APPEND_ENTRIES_MAX). */
 const APPEND_BATCH_ENTRIES_MAX = 1024;
@@ -173,6 +179,11 @@ export class RaftNode {
   private readonly stores: Stores;
   private readonly logger: Logger;
   private readonly snapshotThreshold: number;
+  private readonly snapshotIntervalMs: number;
+  private readonly rng: () => number;
+  private snapshotTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by the snapshot timer; the next maybeSnapshot checks the threshold once. */
+  private isSnapshotDue = false;
   private transport!: RaftTransport;
   private timer: ReturnType<typeof setInterval> | undefined;
   /** Bumped by shutdown: timer callbacks and RPC callbacks from an older epoch do nothing. */
@@ -210,6 +221,8 @@ export class RaftNode {
     this.raft = raft;
     this.tickMs = tickMs;
     this.snapshotThreshold = options.snapshotThreshold ?? SNAPSHOT_THRESHOLD_DEFAULT;
+    this.snapshotIntervalMs = options.snapshotIntervalMs ?? SNAPSHOT_INTERVAL_MS_DEFAULT;
+    this.rng = options.rng ?? Math.random;
     this.appliedIndex = restored.index;
     this.appliedTerm = restored.term;
     this.lastSnapshotIndex = restored.index;
@@ -254,6 +267,7 @@ export class RaftNode {
     node.transport = options.transport?.isExternallyAccepted === true ? RaftTransport.unbound(transportOptions) : await RaftTransport.listen({ host, port, ...transportOptions });
     const epoch = node.epoch;
     node.timer = setInterval(() => node.onTick(epoch), tickMs);
+    node.armSnapshotTimer(epoch);
     node.logger.info('raft node started', { id: node.id, address: node.address, tickMs, index: raft.lastIndex, term: raft.term });
     node.kick();
     return node;
@@ -392,6 +406,7 @@ export class RaftNode {
     this.isClosed = true;
     this.epoch++;
     if (this.timer !== undefined) clearInterval(this.timer);
+    clearTimeout(this.snapshotTimer);
     this.failAll(new RaftNodeError('ERR_SHUTDOWN', 'raft node is shut down'));
     for (const pipeline of this.pipelines.values()) pipeline.close();
     this.pipelines.clear();
@@ -536,7 +551,20 @@ export class RaftNode {
 
   // --- snapshots ----------------------------------------------------------------------------------
 
+  private armSnapshotTimer(epoch: number): void {
+    const delayMs = this.snapshotIntervalMs * (1 + this.rng());
+    this.snapshotTimer = setTimeout(() => {
+      if (epoch !== this.epoch || this.isClosed) return;
+      this.isSnapshotDue = true;
+      // A running loop checks after its current Ready; an idle one is checked now.
+      if (!this.isLoopRunning) this.maybeSnapshot();
+      this.armSnapshotTimer(epoch);
+    }, delayMs);
+  }
+
   private maybeSnapshot(): void {
+    if (!this.isSnapshotDue) return;
+    this.isSnapshotDue = false;
     if (this.isSnapshotting || this.appliedIndex - this.lastSnapshotIndex < this.snapshotThreshold) return;
     const configuration = this.raft.snapshotConfiguration(this.appliedIndex);
     if (configuration === undefined) return;
@@ -843,6 +871,7 @@ export class RaftNode {
     this.failure = error;
     this.epoch++;
     if (this.timer !== undefined) clearInterval(this.timer);
+    clearTimeout(this.snapshotTimer);
     this.logger.error('raft node failed, restart it', { error: error.message });
     this.failAll(new RaftNodeError('ERR_NODE_FAILED', `raft node failed: ${error.message}`));
   }

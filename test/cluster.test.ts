@@ -139,7 +139,7 @@ class Writer {
 
 test('kill -9 of the leader under write load loses no acknowledged write; the restarted server catches up by snapshot', { timeout: 60_000 }, async () => {
   const tuning = join(scratch, 'tuning.json');
-  writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, raft_snapshot_threshold: SNAPSHOT_THRESHOLD, raft_trailing_logs: TRAILING_LOGS }));
+  writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, raft_snapshot_threshold: SNAPSHOT_THRESHOLD, raft_snapshot_interval: '100ms', raft_trailing_logs: TRAILING_LOGS }));
   const ports = await Promise.all([0, 1, 2].map(async () => ({ http: await freePort(), server: await freePort() })));
   const addresses = ports.map(({ server }) => `127.0.0.1:${server}`);
   const servers: Server[] = ports.map((port, i) => ({

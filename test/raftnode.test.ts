@@ -185,7 +185,7 @@ describe('RaftNode', { timeout: 60_000 }, () => {
   test('a node restarted from its data dir gets back all committed state (log and snapshot)', async () => {
     const [server] = await servers(1);
     const dataDir = await tempDir();
-    const options = { snapshotThreshold: 8, trailingLogs: 3 };
+    const options = { snapshotThreshold: 8, snapshotIntervalMs: 20, trailingLogs: 3 };
     let member = await startMember(server!, [server!], dataDir, options);
     const expected = new Map<string, string>();
     try {
@@ -216,7 +216,7 @@ describe('RaftNode', { timeout: 60_000 }, () => {
   test('a lagging follower catches up by InstallSnapshot after the leader compacted its log', async () => {
     const all = await servers(3);
     const dirs = [await tempDir(), await tempDir(), await tempDir()];
-    const options = { snapshotThreshold: 10, trailingLogs: 2 };
+    const options = { snapshotThreshold: 10, snapshotIntervalMs: 20, trailingLogs: 2 };
     const members = await Promise.all(all.map((s, i) => startMember(s, all, dirs[i], options)));
     try {
       const leader = await oneLeader(members);
@@ -228,12 +228,14 @@ describe('RaftNode', { timeout: 60_000 }, () => {
       await allHave(members, expected);
       const laggingIndex = members.findIndex((m) => m !== leader);
       const lagging = members[laggingIndex]!;
+      const laggingLastIndex = lagging.node.status().lastIndex;
       await stop(lagging);
       for (let i = 5; i < 60; i++) {
         await kvSet(leader.node, `s${i}`, `${i}`);
         expected.set(`s${i}`, `${i}`);
       }
-      await waitFor('the leader compacted past the lagging follower', () => (leader.lines.some((l) => l.includes('snapshot complete')) ? true : undefined));
+      const compactedThrough = (): number => Math.max(0, ...leader.lines.map((l) => Number(/snapshot complete.*compactThrough=(\d+)/.exec(l)?.[1] ?? 0)));
+      await waitFor('the leader compacted past the lagging follower', () => (compactedThrough() > laggingLastIndex ? true : undefined));
       const restarted = await startMember(lagging.server, all, lagging.dataDir, options);
       members[laggingIndex] = restarted;
       await allHave([restarted], expected);
