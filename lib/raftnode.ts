@@ -210,6 +210,8 @@ export class RaftNode {
   private incomingSnapshot: { meta: SnapshotMeta; sink: SnapshotSink } | undefined;
   private readonly pipelines = new Map<string, AppendPipeline>();
   private readonly snapshotSends = new Set<string>();
+  private readonly leadershipListeners = new Set<(isLeader: boolean) => void>();
+  private wasLeader = false;
   private readonly transferWaiters = new Set<{ resolve: () => void; reject: (error: Error) => void; timer: ReturnType<typeof setTimeout> }>();
 
   private constructor(options: RaftNodeOptions, stores: Stores, raft: Raft, restored: { index: number; term: number }, tickMs: number) {
@@ -335,6 +337,16 @@ export class RaftNode {
     });
   }
 
+  /**
+   * Calls `listener(isLeader)` each time this server becomes leader or stops leading (hashicorp
+   * LeaderCh), outside the Ready loop. Leader duties should await readIndex() (a barrier) before
+   * reading the state. Returns a function that removes the listener.
+   */
+  onLeadershipChange(listener: (isLeader: boolean) => void): () => void {
+    this.leadershipListeners.add(listener);
+    return () => this.leadershipListeners.delete(listener);
+  }
+
   /** hashicorp VerifyLeader: the same round as readIndex (for ?consistent). */
   verifyLeader(): Promise<void> {
     return this.readIndex();
@@ -408,6 +420,7 @@ export class RaftNode {
     if (this.timer !== undefined) clearInterval(this.timer);
     clearTimeout(this.snapshotTimer);
     this.failAll(new RaftNodeError('ERR_SHUTDOWN', 'raft node is shut down'));
+    this.noteLeadership();
     for (const pipeline of this.pipelines.values()) pipeline.close();
     this.pipelines.clear();
     await this.transport.close();
@@ -478,6 +491,7 @@ export class RaftNode {
     this.serveReads(ready);
     if (ready.softState !== undefined) this.logger.info('raft state changed', { role: ready.softState.role, leader: ready.softState.leaderId, term: this.raft.term });
     if (this.raft.state !== 'leader') this.settleTransfers(undefined);
+    this.noteLeadership();
     if (this.raft.state !== 'leader' && this.proposals.size > 0) {
       const error = new RaftNodeError('ERR_LEADERSHIP_LOST', 'leadership lost while the command was being committed', this.leader());
       for (const proposal of this.proposals.values()) proposal.reject(error);
@@ -874,6 +888,14 @@ export class RaftNode {
     clearTimeout(this.snapshotTimer);
     this.logger.error('raft node failed, restart it', { error: error.message });
     this.failAll(new RaftNodeError('ERR_NODE_FAILED', `raft node failed: ${error.message}`));
+    this.noteLeadership();
+  }
+
+  private noteLeadership(): void {
+    const isLeader = this.raft.state === 'leader' && !this.isClosed && this.failure === undefined;
+    if (isLeader === this.wasLeader) return;
+    this.wasLeader = isLeader;
+    for (const listener of this.leadershipListeners) queueMicrotask(() => listener(isLeader));
   }
 
   /** Resolves (no error) or rejects every leadership transfer being waited for. */

@@ -158,12 +158,16 @@ describe('RaftNode', { timeout: 60_000 }, () => {
     const members = await Promise.all(initial.map((s) => startMember(s, initial, undefined)));
     try {
       const leader = await oneLeader(members);
+      const changes: string[] = [];
+      for (const member of members) member.node.onLeadershipChange((isLeader) => changes.push(`${member.server.id}:${isLeader}`));
       await kvSet(leader.node, 'before', 'transfer');
       await leader.node.transferLeadership();
       assert.equal(leader.node.isLeader, false);
       const next = await oneLeader(members);
       assert.notEqual(next.server.id, leader.server.id);
       await assert.rejects(leader.node.transferLeadership(), { code: 'ERR_NOT_LEADER' });
+      await waitFor('leadership change events', () => (changes.length === 2 ? true : undefined));
+      assert.deepEqual(changes.sort(), [`${leader.server.id}:false`, `${next.server.id}:true`].sort());
 
       // A fourth server started with no bootstrap list joins when the leader adds it.
       const joining = await startMember(all[3]!, [], undefined, { bootstrap: undefined });
