@@ -1,0 +1,415 @@
+// Reads of the cluster state as Consul's HTTP API serves them: query parameters, consistency
+// modes, blocking queries and the X-Consul-* response headers.
+//
+// Every read endpoint (KV, catalog, health, sessions...) runs its state query through here:
+// - parseQueryOptions reads ?index ?wait ?stale ?consistent ?leader ?cached ?max_stale ?filter
+//   and Cache-Control in the order Consul's HTTPHandlers.parse does, so that a request with two
+//   mistakes gets the same 400 text as from Consul.
+// - The consistency mode decides who may answer. `stale`: any server that has heard from a
+//   leader at least once (Consul's "local DB is initialized" rule in ForwardRPC). `default`: the
+//   leader; with no leader known we retry, each attempt after a random stagger of up to
+//   rpcHoldTimeout/16, until rpcHoldTimeout passes, then answer 500 "No cluster leader".
+//   `consistent`: the leader after a ReadIndex round (Consul's VerifyLeader + consistentRead).
+// - ?max_stale=D reads stale unless the server's LastContact exceeds D; then the read is redone
+//   once in default mode (Consul's RETRY_ONCE in the HTTP handlers).
+// - Blocking (?index=N, N > 0): run the query with a WatchSet; if its index is above N, answer;
+//   otherwise park on MemDb.watch until something the query read changes, then re-run. The wait
+//   is ?wait (default default_query_time, clamped to max_query_time) plus a random jitter of up
+//   to wait/16 (Consul's RandomStagger(wait / JitterFraction)). On expiry the last result is
+//   returned with 200: Consul never tells a client its index is ahead; the documented client
+//   contract is to reset to 0 when the returned index goes backwards.
+//
+// Not here (yet): forwarding to the leader or to another datacenter (issue 9). A follower
+// therefore serves a default-mode read from its own state and reports it as "stale"; a
+// consistent read on a follower is refused with NOT_LEADER_PREFIX and the leader's address.
+// Also not here: ?cached (agent cache), discovery_max_stale, hash-based blocking of agent routes.
+//
+// Invariants: a parked query holds exactly one memdb watcher, one timer and one abort listener,
+// and releases all three when it settles, whichever way; the reported index is never 0.
+//
+// References: Consul agent/http.go (parseWait, parseConsistency, parseCacheControl, setMeta,
+// setIndex, setLastContact, setKnownLeader, setConsistency), agent/consul/rpc.go (ForwardRPC,
+// canRetry, blockingQuery, setQueryMeta, consistentRead), agent/blockingquery/blockingquery.go,
+// agent/structs/structs.go (QueryOptions.ConsistencyLevel, JitterFraction).
+
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { parseDuration, NANOS_PER_MILLI } from './duration.js';
+import { ERR_NO_LEADER_MESSAGE, NOT_LEADER_PREFIX } from './endpoints_rpc.js';
+import { HttpError, type HttpRequest } from './http.js';
+import { goQuote } from './kvs.js';
+import { WatchSet, type ReadTxn } from './memdb.js';
+import type { QueryResult } from './schema.js';
+import type { StateStore } from './state.js';
+
+// ---------------------------------------------------------------------------------------------
+// Exported types
+
+export type ConsistencyMode = 'default' | 'stale' | 'consistent';
+
+/** The query part of a request (Consul's structs.QueryOptions, the fields we serve). */
+export interface QueryOptions {
+  /** ?index: 0 means not blocking. Values past 2^53 lose precision but still block. */
+  readonly minQueryIndex: number;
+  /** ?wait, defaulted to default_query_time and clamped to max_query_time. */
+  readonly maxQueryTimeMs: number;
+  readonly consistency: ConsistencyMode;
+  /** ?max_stale (implies stale when positive); 0 if absent or not positive. */
+  readonly maxStaleMs: number;
+  /** ?filter's raw text, '' if none. */
+  readonly filter: string;
+  readonly token: string;
+}
+
+/** What a read reports in its X-Consul-* headers (Consul's structs.QueryMeta). */
+export interface QueryMeta {
+  /** Never below 1. */
+  readonly index: number;
+  readonly lastContactMs: number;
+  readonly knownLeader: boolean;
+  readonly consistencyLevel: 'leader' | 'stale' | 'consistent';
+}
+
+/** What queries need of the local server (lib/raftnode.ts RaftNode satisfies it). */
+export interface QueryServer {
+  readonly isLeader: boolean;
+  /** The known leader's address, or ''. */
+  leader(): string;
+  /** Milliseconds since the leader was last heard from: 0 on the leader, undefined if never. */
+  readonly lastContactMs: number | undefined;
+  /** Resolves once a quorum confirmed this server leads and the FSM reached the read index. */
+  readIndex(): Promise<void>;
+}
+
+export interface QueryContext {
+  readonly state: StateStore;
+  readonly server: QueryServer;
+  /** How long to wait for a leader before answering "No cluster leader" (rpc_hold_timeout). */
+  readonly rpcHoldTimeoutMs: number;
+  /** Uniform in [0, 1): jitter of blocking waits and leader retries. */
+  readonly rng: () => number;
+  readonly defaultQueryTimeMs: number;
+  readonly maxQueryTimeMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/** Consul's structs.JitterFraction: blocking waits and leader retries stagger by up to 1/16. */
+export const JITTER_FRACTION = 16;
+/** The largest delay setTimeout honours (a larger one fires at once, with a warning). */
+export const TIMER_MS_MAX = 2 ** 31 - 1;
+/** The shortest pause between leader checks, so a tiny stagger never spins. */
+export const LEADER_RETRY_MS_MIN = 5;
+/** Largest ?index (Go's uint64). */
+const INDEX_MAX = (1n << 64n) - 1n;
+
+// ---------------------------------------------------------------------------------------------
+// Exported API
+
+/**
+ * Parses ?index ?wait ?stale ?consistent ?leader ?cached ?max_stale ?filter, Cache-Control and
+ * the token, checking in Consul's order. Throws HttpError(400, Consul's text) on bad values.
+ */
+export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): QueryOptions {
+  const { query } = request;
+  const filter = query.get('filter') ?? '';
+  const { consistency, maxStaleMs } = parseConsistency(query);
+  checkCacheControl(headerText(request.headers['cache-control']));
+  const waitText = query.get('wait') ?? '';
+  let waitMs = 0;
+  if (waitText !== '') {
+    try {
+      waitMs = parseDuration(waitText) / NANOS_PER_MILLI;
+    } catch {
+      // Consul answers every unparsable ?wait with the same fixed text, not Go's parse error.
+      throw new HttpError(400, 'Invalid wait time');
+    }
+  }
+  const indexText = query.get('index') ?? '';
+  let minQueryIndex = 0;
+  if (indexText !== '') {
+    if (!/^[0-9]+$/.test(indexText) || BigInt(indexText) > INDEX_MAX) throw new HttpError(400, 'Invalid index');
+    minQueryIndex = Number(indexText);
+  }
+  return {
+    minQueryIndex,
+    maxQueryTimeMs: effectiveWaitMs(waitMs, ctx),
+    consistency,
+    maxStaleMs,
+    filter,
+    token: request.token,
+  };
+}
+
+/** Throws HttpError(500, 'No path to datacenter') unless ?dc is absent, empty or the local one. */
+export function checkDatacenter(request: HttpRequest, datacenter: string): void {
+  const requested = request.query.get('dc') ?? '';
+  // Consul would forward to a federated datacenter; with no WAN routes it knows none.
+  if (requested !== '' && requested !== datacenter) throw new HttpError(500, 'No path to datacenter');
+}
+
+/**
+ * Runs `run` under the consistency mode and, when options.minQueryIndex > 0, blocks until the
+ * result's index exceeds it, the wait (plus jitter) expires, or `signal` aborts (rejecting with
+ * the abort reason, which the HTTP layer drops). Returns the last result and its meta.
+ */
+export async function blockingQuery<T>(ctx: QueryContext, options: QueryOptions, signal: AbortSignal, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
+  throwIfAborted(signal);
+  let mode = await admitRead(ctx, options, signal);
+  let result = await runBlocking(ctx, options, mode, signal, run);
+  if (isTooStale(ctx, options, result.meta)) {
+    mode = await admitRead(ctx, withoutStale(options), signal);
+    result = await runBlocking(ctx, withoutStale(options), mode, signal, run);
+  }
+  return result;
+}
+
+/** A read that never blocks but still reports meta (txn reads): consistency handling only. */
+export async function readQuery<T>(ctx: QueryContext, options: QueryOptions, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
+  const nonBlocking = { ...options, minQueryIndex: 0 };
+  return blockingQuery(ctx, nonBlocking, NEVER_ABORTED, run);
+}
+
+/** The X-Consul-* headers of a read, as Consul's setMeta writes them. */
+export function queryMetaHeaders(meta: QueryMeta): Record<string, string> {
+  return {
+    // An index of 0 would make every client's next ?index=0 return at once: a busy loop.
+    'X-Consul-Index': String(Math.max(1, Math.floor(meta.index))),
+    'X-Consul-KnownLeader': meta.knownLeader ? 'true' : 'false',
+    'X-Consul-LastContact': String(Math.max(0, Math.floor(meta.lastContactMs))),
+    'X-Consul-Effective-Consistency': meta.consistencyLevel,
+  };
+}
+
+/**
+ * Waits until this server is leader or knows one, retrying after a random stagger of up to
+ * rpcHoldTimeout/16 (Consul's ForwardRPC loop). Throws HttpError(500, 'No cluster leader') when
+ * rpcHoldTimeout passes first; rejects with the abort reason if `signal` aborts.
+ */
+export async function waitForLeader(ctx: QueryContext, signal: AbortSignal = NEVER_ABORTED): Promise<void> {
+  const giveUpAt = performance.now() + ctx.rpcHoldTimeoutMs;
+  while (!ctx.server.isLeader && ctx.server.leader() === '') {
+    const remainingMs = giveUpAt - performance.now();
+    if (remainingMs <= 0) throw new HttpError(500, ERR_NO_LEADER_MESSAGE);
+    const staggerMs = Math.max(LEADER_RETRY_MS_MIN, randomStagger(ctx.rng, ctx.rpcHoldTimeoutMs / JITTER_FRACTION));
+    await sleep(Math.min(staggerMs, remainingMs), signal);
+  }
+}
+
+/**
+ * Maps a Raft node error (lib/raftnode.ts RaftNodeError codes) to the HttpError a Consul client
+ * sees; anything else becomes a 500 with its message.
+ */
+export function raftErrorToHttp(error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const leader = (error as { leaderAddress?: unknown } | null)?.leaderAddress;
+  if (code === 'ERR_NOT_LEADER') return new HttpError(500, typeof leader === 'string' && leader !== '' ? `${NOT_LEADER_PREFIX}${leader}` : ERR_NO_LEADER_MESSAGE);
+  // hashicorp/raft's texts (ErrLeadershipLost, ErrRaftShutdown).
+  if (code === 'ERR_LEADERSHIP_LOST') return new HttpError(500, 'leadership lost while committing log');
+  if (code === 'ERR_SHUTDOWN') return new HttpError(500, 'raft is already shutdown');
+  return new HttpError(500, error instanceof Error ? error.message : String(error));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers
+
+/** How a read is admitted: who answers, and what level it reports. */
+interface ReadMode {
+  readonly isConsistent: boolean;
+  readonly level: QueryMeta['consistencyLevel'];
+}
+
+/** A signal that never aborts, for reads that cannot be cancelled. */
+const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+
+function parseConsistency(query: URLSearchParams): { consistency: ConsistencyMode; maxStaleMs: number } {
+  let isStale = query.has('stale');
+  const isConsistent = query.has('consistent');
+  let maxStaleMs = 0;
+  const maxStaleText = query.get('max_stale') ?? '';
+  if (maxStaleText !== '') {
+    let nanos: number;
+    try {
+      nanos = parseDuration(maxStaleText);
+    } catch {
+      throw new HttpError(400, `Invalid max_stale value ${goQuote(maxStaleText)}`);
+    }
+    if (nanos > 0) {
+      maxStaleMs = nanos / NANOS_PER_MILLI;
+      isStale = true;
+    }
+  }
+  if (isStale && isConsistent) throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.');
+  // http_config.use_cache defaults to true, so ?cached always asks for the agent cache.
+  if (query.has('cached') && isConsistent) throw new HttpError(400, 'Cannot specify ?cached with ?consistent, conflicting semantics.');
+  // ?leader asks for the default mode explicitly; it only matters against discovery_max_stale.
+  return { consistency: isConsistent ? 'consistent' : isStale ? 'stale' : 'default', maxStaleMs };
+}
+
+/** Consul validates max-age and stale-if-error as integers (strconv.Atoi) and refuses the rest. */
+function checkCacheControl(raw: string): void {
+  for (const part of raw.toLowerCase().split(',')) {
+    const directive = part.trim();
+    for (const name of ['max-age=', 'stale-if-error=']) {
+      if (directive.startsWith(name) && !/^[+-]?[0-9]+$/.test(directive.slice(name.length))) {
+        throw new HttpError(400, 'Invalid Cache-Control header.');
+      }
+    }
+  }
+}
+
+function headerText(value: string | string[] | undefined): string {
+  if (value === undefined) return '';
+  return Array.isArray(value) ? (value[0] ?? '') : value;
+}
+
+/** Consul's blockingQuery rule: above max_query_time -> the max; zero or negative -> the default. */
+function effectiveWaitMs(waitMs: number, ctx: QueryContext): number {
+  if (waitMs > ctx.maxQueryTimeMs) return ctx.maxQueryTimeMs;
+  if (waitMs <= 0) return ctx.defaultQueryTimeMs;
+  return waitMs;
+}
+
+/** Decides who answers before the first run; waits for a leader when the mode needs one. */
+async function admitRead(ctx: QueryContext, options: QueryOptions, signal: AbortSignal): Promise<ReadMode> {
+  const { server } = ctx;
+  const isConsistent = options.consistency === 'consistent';
+  // A stale read needs a state that has been fed by a leader at least once.
+  if (options.consistency === 'stale' && (server.isLeader || server.lastContactMs !== undefined)) return { isConsistent, level: 'stale' };
+  await waitForLeader(ctx, signal);
+  if (server.isLeader) return { isConsistent, level: isConsistent ? 'consistent' : options.consistency === 'stale' ? 'stale' : 'leader' };
+  // A follower that knows the leader: it cannot forward yet (issue 9).
+  if (isConsistent) throw new HttpError(500, `${NOT_LEADER_PREFIX}${server.leader()}`);
+  return { isConsistent, level: 'stale' };
+}
+
+/** The run-park-rerun loop; returns at once when not blocking. */
+async function runBlocking<T>(ctx: QueryContext, options: QueryOptions, mode: ReadMode, signal: AbortSignal, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
+  if (options.minQueryIndex === 0) return runOnce(ctx, mode, run, undefined);
+  const waitMs = options.maxQueryTimeMs + randomStagger(ctx.rng, options.maxQueryTimeMs / JITTER_FRACTION);
+  const parking = new Parking(signal, Math.min(waitMs, TIMER_MS_MAX));
+  try {
+    let previousIndex = 0;
+    for (;;) {
+      const watchSet = new WatchSet();
+      const result = await runOnce(ctx, mode, run, watchSet);
+      // An index that went down while we waited means the state was restored from a snapshot:
+      // answer now, as Consul does when its state store is abandoned.
+      const wentBack = result.meta.index < previousIndex;
+      if (result.meta.index > options.minQueryIndex || wentBack || parking.isExpired) return result;
+      previousIndex = result.meta.index;
+      const outcome = await parking.park(ctx.state, watchSet);
+      if (outcome === 'timeout') return result;
+    }
+  } finally {
+    parking.close();
+  }
+}
+
+async function runOnce<T>(ctx: QueryContext, mode: ReadMode, run: (txn: ReadTxn) => QueryResult<T>, watchSet: WatchSet | undefined): Promise<{ value: T; meta: QueryMeta }> {
+  if (mode.isConsistent) {
+    try {
+      await ctx.server.readIndex();
+    } catch (error) {
+      throw raftErrorToHttp(error);
+    }
+  }
+  const result = ctx.state.read(run, watchSet);
+  assert.ok(result.index >= 1, 'StateStore.read never reports index 0');
+  return { value: result.value, meta: queryMeta(ctx.server, result.index, mode.level) };
+}
+
+/** Consul's setQueryMeta: the leader reports contact 0; a follower its time since contact. */
+function queryMeta(server: QueryServer, index: number, level: QueryMeta['consistencyLevel']): QueryMeta {
+  if (server.isLeader) return { index, lastContactMs: 0, knownLeader: true, consistencyLevel: level };
+  return { index, lastContactMs: server.lastContactMs ?? 0, knownLeader: server.leader() !== '', consistencyLevel: level };
+}
+
+/** ?max_stale: a stale answer from a server out of touch longer than allowed is redone. */
+function isTooStale(ctx: QueryContext, options: QueryOptions, meta: QueryMeta): boolean {
+  return options.consistency === 'stale' && options.maxStaleMs > 0 && !ctx.server.isLeader && meta.lastContactMs > options.maxStaleMs;
+}
+
+function withoutStale(options: QueryOptions): QueryOptions {
+  return { ...options, consistency: 'default', maxStaleMs: 0 };
+}
+
+/** Consul's lib.RandomStagger: uniform in [0, limit). */
+function randomStagger(rng: () => number, limitMs: number): number {
+  if (!(limitMs > 0)) return 0;
+  return Math.floor(rng() * limitMs);
+}
+
+/**
+ * The timer and abort listener of one blocking query, and the memdb watch of its current wait.
+ * Invariant: at most one wait is pending; close() releases everything.
+ */
+class Parking {
+  isExpired = false;
+  private isAborted = false;
+  private wake: ((outcome: 'changed' | 'timeout' | 'aborted') => void) | undefined;
+  private readonly timer: ReturnType<typeof setTimeout>;
+  private readonly onAbort = (): void => {
+    this.isAborted = true;
+    this.wake?.('aborted');
+  };
+
+  constructor(
+    private readonly signal: AbortSignal,
+    waitMs: number,
+  ) {
+    this.timer = setTimeout(() => {
+      this.isExpired = true;
+      this.wake?.('timeout');
+    }, waitMs);
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /** Waits for a change to what `watchSet` recorded; rejects with the abort reason on abort. */
+  async park(state: StateStore, watchSet: WatchSet): Promise<'changed' | 'timeout'> {
+    assert.ok(this.wake === undefined, 'one wait at a time');
+    if (this.isAborted) throw abortReason(this.signal);
+    if (this.isExpired) return 'timeout';
+    let cancelWatch: () => void = () => {};
+    const outcome = await new Promise<'changed' | 'timeout' | 'aborted'>((resolve) => {
+      this.wake = resolve;
+      cancelWatch = state.db.watch(watchSet, () => resolve('changed'));
+    });
+    this.wake = undefined;
+    cancelWatch();
+    if (outcome === 'aborted') throw abortReason(this.signal);
+    return outcome;
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.signal.removeEventListener('abort', this.onAbort);
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw abortReason(signal);
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error('blocking query aborted');
+}
+
+/** Resolves after `ms`, or rejects with the abort reason if `signal` aborts first. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortReason(signal));
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(abortReason(signal));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
