@@ -19,8 +19,9 @@
 // References: Consul agent/consul/kvs_endpoint.go (Apply, Get, List), status_endpoint.go,
 // agent/structs/structs.go, agent/consul/rpc.go (ErrNoLeader), hashicorp/raft ErrNotLeader.
 
+import { kvsApplyCommand, kvsGetQuery, kvsListQuery } from './endpoints_kv.js';
 import { encodeCommand, type ApplyResult } from './fsm.js';
-import { kvsGet, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
+import type { KvApplyOp, KvDirEntInput } from './kvs.js';
 import type { MsgpackValue } from './msgpack.js';
 import type { RpcMethod } from './rpc.js';
 import type { KvRecord } from './schema.js';
@@ -93,12 +94,13 @@ async function kvsApplyEndpoint(options: RpcEndpointsOptions, args: MsgpackValue
   if (typeof op !== 'string' || !(KV_APPLY_OPS as readonly string[]).includes(op)) throw new Error(`Invalid KVS operation '${String(op)}'`);
   const entry = dirEntInput(request['DirEnt']);
   refuseUnlessLeader(options.raft);
-  // Consul runs kvsPreApply before raftApply: a missing key is an error, a lock refused by
-  // lock-delay answers false without a write.
-  if (!kvsPreApply(op as KvApplyOp, entry.Key, options.state.lockDelay)) return false;
+  // The HTTP endpoint's pre-Raft check (lib/endpoints_kv.ts): a missing key is an error, a lock
+  // refused by lock-delay answers false without a write.
+  const command = kvsApplyCommand(options.state.lockDelay, { Op: op as KvApplyOp, DirEnt: entry });
+  if (command === undefined) return false;
   let result: ApplyResult;
   try {
-    result = await options.raft.apply(encodeCommand({ type: 'kvs', op: op as KvApplyOp, entry }));
+    result = await options.raft.apply(encodeCommand(command));
   } catch (error) {
     throw applyError(error);
   }
@@ -122,11 +124,8 @@ async function kvsReadEndpoint(options: RpcEndpointsOptions, args: MsgpackValue,
       throw applyError(error);
     }
   }
-  const { index, value: entries } = options.state.read((txn) => {
-    if (kind === 'list') return kvsList(txn, key);
-    const got = kvsGet(txn, key);
-    return { index: got.index, value: got.value === undefined ? [] : [got.value] };
-  });
+  // The same queries as the HTTP endpoint's KVS.Get and KVS.List (lib/endpoints_kv.ts).
+  const { index, value: entries } = options.state.read(kind === 'list' ? kvsListQuery(key) : kvsGetQuery(key));
   const { raft } = options;
   return {
     // Consul leaves Entries nil when nothing matched.
