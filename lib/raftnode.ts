@@ -303,6 +303,11 @@ export class RaftNode {
     });
   }
 
+  /** hashicorp RemoveServer: drops `id` from the configuration (what operator raft peer removal uses). */
+  removeServer(id: string): Promise<void> {
+    return this.changeConfiguration({ op: 'removeServer', id });
+  }
+
   /**
    * hashicorp LeadershipTransfer: brings `targetId` (default: the most up-to-date voter) up to
    * date and tells it to campaign (TimeoutNow). Resolves once this server is no longer leader;

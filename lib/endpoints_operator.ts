@@ -1,0 +1,176 @@
+// The Raft operator endpoints and the status methods: Consul's Operator.RaftGetConfiguration,
+// Operator.RaftRemovePeerByAddress/ByID, Status.Leader and Status.Peers, with the
+// /v1/operator/raft/ HTTP routes (the /v1/status/ routes are served by lib/agent.ts).
+//
+// GET /v1/operator/raft/configuration lists the servers of the latest Raft configuration with
+// the node name the catalog holds for each server's node ID ("(unknown)" when none: Consul looks
+// the address up among its Serf members instead; we have no Serf yet, and the catalog's node is
+// the same member), ProtocolVersion "3" (raft protocol 3 is the only one spoken here), and
+// LastIndex as this server knows it (its own last index; on the leader, each follower's match
+// index). It is served by the leader unless `?stale`, like every RPC Consul forwards; it is not a
+// blocking query, and Consul writes no X-Consul-Index for it.
+//
+// DELETE /v1/operator/raft/peer?id=|?address= removes one server from the configuration. As in
+// Consul, naming a server that is not in the configuration is an error (an operator typo), and
+// the request is a write: it waits for a leader like any write.
+//
+// What it does not do: autopilot (a later issue), ACLs (operator:read/write), forwarding to the
+// leader (a follower answers with NOT_LEADER_PREFIX and the leader's address, as writes do).
+//
+// References: Consul agent/operator_endpoint.go (OperatorRaftConfiguration, OperatorRaftPeer),
+// agent/consul/operator_raft_endpoint.go, agent/status_endpoint.go,
+// agent/consul/status_endpoint.go, agent/structs/operator.go (RaftServer,
+// RaftConfigurationResponse); spec §3.7.
+
+import type { EndpointDeps } from './endpoints.js';
+import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
+import { goQuote } from './kvs.js';
+import { checkDatacenter, parseQueryOptions, raftErrorToHttp, readQuery, waitForLeader, type QueryOptions } from './query.js';
+import type { RaftStatus } from './raft.js';
+import { SUFFRAGE } from './raftconfig.js';
+import { TABLES, type NodeRecord } from './schema.js';
+
+// ---------------------------------------------------------------------------------------------
+// Exported types
+
+/**
+ * What the operator endpoints need of the Raft node. lib/raftnode.ts RaftNode provides status(),
+ * leader() and peers(); removeServer(id) is a membership change through the core's
+ * changeConfiguration({op: 'removeServer', id}) that resolves once the change commits.
+ */
+export interface OperatorRaft {
+  status(): RaftStatus;
+  leader(): string;
+  peers(): string[];
+  removeServer(id: string): Promise<void>;
+}
+
+/** structs.RaftServer, in its JSON field order. */
+export interface RaftServerJson {
+  readonly ID: string;
+  readonly Node: string;
+  readonly Address: string;
+  readonly Leader: boolean;
+  readonly ProtocolVersion: string;
+  readonly Voter: boolean;
+  readonly LastIndex: number;
+}
+
+/** structs.RaftConfigurationResponse. */
+export interface RaftConfigurationJson {
+  readonly Servers: RaftServerJson[];
+  readonly Index: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and texts
+
+/** Node name shown for a server the catalog does not know (Consul's text). */
+export const UNKNOWN_NODE_NAME = '(unknown)';
+/** The Raft protocol version every server here speaks. */
+export const RAFT_PROTOCOL_VERSION = '3';
+export const PEER_MISSING_PARAM_TEXT = "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove";
+export const PEER_BOTH_PARAMS_TEXT = 'Must specify only one of ?id or ?address';
+
+// ---------------------------------------------------------------------------------------------
+// RPC-shaped methods
+
+/** Status.Leader: the leader's Raft address, "" when none is known. */
+export function statusLeader(raft: Pick<OperatorRaft, 'leader'>): string {
+  return raft.leader();
+}
+
+/** Status.Peers: the voters' Raft addresses. */
+export function statusPeers(raft: Pick<OperatorRaft, 'peers'>): string[] {
+  return raft.peers();
+}
+
+/** Operator.RaftGetConfiguration: the latest configuration's servers, with their catalog node names. */
+export async function operatorRaftGetConfiguration(deps: EndpointDeps, raft: OperatorRaft, options: QueryOptions): Promise<RaftConfigurationJson> {
+  const reply = await readQuery(deps.query, options, (txn) => {
+    const status = raft.status();
+    const leader = raft.leader();
+    const servers = status.configuration.servers.map((server): RaftServerJson => ({
+      ID: server.id,
+      Node: txn.first<NodeRecord>(TABLES.nodes, 'uuid', server.id)?.Node ?? UNKNOWN_NODE_NAME,
+      Address: server.address,
+      Leader: leader !== '' && server.address === leader,
+      ProtocolVersion: RAFT_PROTOCOL_VERSION,
+      Voter: server.suffrage === SUFFRAGE.voter,
+      LastIndex: lastIndexOf(status, server.id),
+    }));
+    return { index: status.configuration.index, value: { Servers: servers, Index: status.configuration.index } };
+  });
+  return reply.value;
+}
+
+/** Operator.RaftRemovePeerByAddress: the server at `address` leaves the configuration. */
+export async function operatorRaftRemovePeerByAddress(deps: EndpointDeps, raft: OperatorRaft, address: string): Promise<void> {
+  await requireLeader(deps);
+  const server = raft.status().configuration.servers.find((candidate) => candidate.address === address);
+  if (server === undefined) throw new HttpError(500, `address ${goQuote(address)} was not found in the Raft configuration`);
+  await removeServer(deps, raft, server.id);
+}
+
+/** Operator.RaftRemovePeerByID: the server with `id` leaves the configuration. */
+export async function operatorRaftRemovePeerByID(deps: EndpointDeps, raft: OperatorRaft, id: string): Promise<void> {
+  await requireLeader(deps);
+  const server = raft.status().configuration.servers.find((candidate) => candidate.id === id);
+  if (server === undefined) throw new HttpError(500, `id ${goQuote(id)} was not found in the Raft configuration`);
+  await removeServer(deps, raft, server.id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP routes (agent/operator_endpoint.go)
+
+/** GET /v1/operator/raft/configuration and DELETE /v1/operator/raft/peer. */
+export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft): HttpRoute[] {
+  return [
+    { path: '/v1/operator/raft/configuration', methods: ['GET'], handler: (request) => configurationRoute(deps, raft, request) },
+    { path: '/v1/operator/raft/peer', methods: ['DELETE'], handler: (request) => peerRoute(deps, raft, request) },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers
+
+async function configurationRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRequest) {
+  checkDatacenter(request, deps.config.datacenter);
+  const options = parseQueryOptions(deps.query, request);
+  return { json: await operatorRaftGetConfiguration(deps, raft, options) };
+}
+
+async function peerRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRequest) {
+  checkDatacenter(request, deps.config.datacenter);
+  const hasId = request.query.has('id');
+  const hasAddress = request.query.has('address');
+  if (!hasId && !hasAddress) throw new HttpError(400, PEER_MISSING_PARAM_TEXT);
+  if (hasId && hasAddress) throw new HttpError(400, PEER_BOTH_PARAMS_TEXT);
+  if (hasAddress) await operatorRaftRemovePeerByAddress(deps, raft, request.query.get('address') ?? '');
+  else await operatorRaftRemovePeerByID(deps, raft, request.query.get('id') ?? '');
+  // Consul's handler returns no object: 200 with an empty body.
+  return { text: '' };
+}
+
+/** A write: held until a leader is known (or rpc_hold_timeout), refused on a follower. */
+async function requireLeader(deps: EndpointDeps): Promise<void> {
+  await waitForLeader(deps.query);
+  const { server } = deps.query;
+  if (!server.isLeader) throw raftErrorToHttp({ code: 'ERR_NOT_LEADER', leaderAddress: server.leader() });
+}
+
+async function removeServer(deps: EndpointDeps, raft: OperatorRaft, id: string): Promise<void> {
+  try {
+    await raft.removeServer(id);
+  } catch (error) {
+    deps.logger.warn('Failed to remove Raft peer', { id, error: error instanceof Error ? error.message : String(error) });
+    throw raftErrorToHttp(error);
+  }
+  deps.logger.info('Removed Raft peer', { id });
+}
+
+/** The last log index this server knows for `id`: its own, or (on the leader) a follower's match. */
+function lastIndexOf(status: RaftStatus, id: string): number {
+  if (id === status.id) return status.lastIndex;
+  return status.progress.find((progress) => progress.id === id)?.match ?? 0;
+}

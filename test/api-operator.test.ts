@@ -1,0 +1,131 @@
+// /v1/operator/raft/ routes against the spec (§3.7) and Consul's operator handlers: the
+// configuration's shape and key order, node names from the catalog, and peer removal with its
+// parameter checks and texts.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { catalogRoutes } from '../lib/endpoints_catalog.js';
+import { operatorRoutes, statusLeader, statusPeers, type OperatorRaft } from '../lib/endpoints_operator.js';
+import type { RaftStatus } from '../lib/raft.js';
+import { startApi, type TestApi } from './api-support.js';
+
+const SELF_ID = '11111111-2222-3333-4444-555555555555';
+const SELF_ADDRESS = '127.0.0.1:8300';
+
+interface Harness {
+  readonly api: TestApi;
+  readonly removed: string[];
+  /** Replaces the configuration the routes see (the real node has only itself). */
+  setStatus(change: (status: RaftStatus) => RaftStatus): void;
+}
+
+async function start(t: Parameters<typeof startApi>[0]): Promise<Harness> {
+  const removed: string[] = [];
+  let change: (status: RaftStatus) => RaftStatus = (status) => status;
+  let api: TestApi | undefined;
+  const raft: OperatorRaft = {
+    status: () => change(live().raft.status()),
+    leader: () => live().raft.leader(),
+    peers: () => live().raft.peers(),
+    removeServer: async (id) => {
+      removed.push(id);
+    },
+  };
+  const live = (): TestApi => {
+    assert.ok(api, 'routes run after the API started');
+    return api;
+  };
+  api = await startApi(t, (deps) => [...catalogRoutes(deps), ...operatorRoutes(deps, raft)]);
+  return { api, removed, setStatus: (next) => (change = next) };
+}
+
+test('raft configuration: Consul shape, key order, node names from the catalog', async (t) => {
+  const { api } = await start(t);
+  const first = await api.request('GET', '/v1/operator/raft/configuration');
+  assert.equal(first.status, 200, first.body);
+  assert.equal(first.headers['content-type'], 'application/json');
+  const status = api.raft.status();
+  assert.equal(
+    first.body,
+    JSON.stringify({
+      Servers: [{ ID: SELF_ID, Node: '(unknown)', Address: SELF_ADDRESS, Leader: true, ProtocolVersion: '3', Voter: true, LastIndex: (JSON.parse(first.body) as { Servers: { LastIndex: number }[] }).Servers[0]?.LastIndex }],
+      Index: status.configuration.index,
+    }),
+  );
+  assert.ok((JSON.parse(first.body) as { Servers: { LastIndex: number }[] }).Servers[0]!.LastIndex >= 1);
+  const registered = await api.request('PUT', '/v1/catalog/register', JSON.stringify({ Node: 'server-1', ID: SELF_ID, Address: '127.0.0.1' }));
+  assert.equal(registered.status, 200);
+  const named = (await api.request('GET', '/v1/operator/raft/configuration?stale')).json() as { Servers: { Node: string }[] };
+  assert.equal(named.Servers[0]?.Node, 'server-1');
+  assert.equal(statusLeader(api.raft), SELF_ADDRESS);
+  assert.deepEqual(statusPeers(api.raft), [SELF_ADDRESS]);
+});
+
+test('raft configuration lists voters, non-voters and who leads', async (t) => {
+  const { api, setStatus } = await start(t);
+  setStatus((status) => ({
+    ...status,
+    configuration: {
+      index: 42,
+      servers: [
+        { suffrage: 0, id: SELF_ID, address: SELF_ADDRESS },
+        { suffrage: 1, id: 'b', address: '10.0.0.2:8300' },
+        { suffrage: 0, id: 'c', address: '10.0.0.3:8300' },
+      ],
+    },
+    progress: [{ id: 'c', match: 17, next: 18, state: status.progress[0]?.state ?? ('replicate' as never), ticksSinceResponse: 0 }],
+  }));
+  const reply = (await api.request('GET', '/v1/operator/raft/configuration')).json() as { Servers: Record<string, unknown>[]; Index: number };
+  assert.equal(reply.Index, 42);
+  assert.deepEqual(reply.Servers.map((s) => [s['ID'], s['Leader'], s['Voter'], s['LastIndex']]), [
+    [SELF_ID, true, true, api.raft.status().lastIndex],
+    ['b', false, false, 0],
+    ['c', false, true, 17],
+  ]);
+  assert.equal((await api.request('PUT', '/v1/operator/raft/configuration')).status, 405);
+  assert.equal((await api.request('GET', '/v1/operator/raft/configuration?dc=x')).body, 'No path to datacenter');
+  assert.equal((await api.request('GET', '/v1/operator/raft/configuration?stale&consistent')).status, 400);
+});
+
+test('raft peer removal: parameter checks, unknown peers, success is 200 with an empty body', async (t) => {
+  const { api, removed, setStatus } = await start(t);
+  setStatus((status) => ({
+    ...status,
+    configuration: { index: 9, servers: [{ suffrage: 0, id: SELF_ID, address: SELF_ADDRESS }, { suffrage: 0, id: 'peer-2', address: '10.0.0.2:8300' }] },
+  }));
+  const cases: [string, number, string][] = [
+    ['/v1/operator/raft/peer', 400, "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove"],
+    ['/v1/operator/raft/peer?id=a&address=b', 400, 'Must specify only one of ?id or ?address'],
+    ['/v1/operator/raft/peer?address=10.9.9.9:8300', 500, 'address "10.9.9.9:8300" was not found in the Raft configuration'],
+    ['/v1/operator/raft/peer?id=nobody', 500, 'id "nobody" was not found in the Raft configuration'],
+    ['/v1/operator/raft/peer?id=', 500, 'id "" was not found in the Raft configuration'],
+    ['/v1/operator/raft/peer?id=x&dc=elsewhere', 500, 'No path to datacenter'],
+  ];
+  for (const [path, status, text] of cases) {
+    const reply = await api.request('DELETE', path);
+    assert.equal(reply.status, status, path);
+    assert.equal(reply.body, text);
+  }
+  assert.deepEqual(removed, []);
+  const byAddress = await api.request('DELETE', '/v1/operator/raft/peer?address=10.0.0.2:8300');
+  assert.equal(byAddress.status, 200);
+  assert.equal(byAddress.body, '');
+  const byId = await api.request('DELETE', '/v1/operator/raft/peer?id=peer-2');
+  assert.equal(byId.status, 200);
+  assert.deepEqual(removed, ['peer-2', 'peer-2']);
+  const get = await api.request('GET', '/v1/operator/raft/peer?id=peer-2');
+  assert.equal(get.status, 405);
+  assert.equal(get.headers['allow'], 'OPTIONS,DELETE');
+});
+
+test('a failed removal is a 500 with the Raft error', async (t) => {
+  const { api } = await start(t);
+  const raft: OperatorRaft = {
+    status: () => api.raft.status(),
+    leader: () => api.raft.leader(),
+    peers: () => api.raft.peers(),
+    removeServer: () => Promise.reject(Object.assign(new Error('a configuration change is still being committed'), { code: 'ERR_CONFIGURATION_PENDING' })),
+  };
+  const { operatorRaftRemovePeerByID } = await import('../lib/endpoints_operator.js');
+  await assert.rejects(operatorRaftRemovePeerByID(api.deps, raft, SELF_ID), { status: 500, message: 'a configuration change is still being committed' });
+});
