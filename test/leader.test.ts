@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { memberTags, nodeMeta } from '../lib/agent.js';
+import * as catalog from '../lib/catalog.js';
+import { loadConfig, NODE_HOST, type RuntimeConfig } from '../lib/config.js';
+import { localMember, nodeTaggedAddresses } from '../lib/endpoints_agent.js';
+import { encodeCommand, Fsm, type ApplyResult, type Command } from '../lib/fsm.js';
+import {
+  consulService,
+  LeaderRegistration,
+  RECONCILE_INTERVAL_MS,
+  selfRegistration,
+  type LeaderRegistrationDeps,
+  type Timers,
+} from '../lib/leader.js';
+import { createLogger, MemorySink } from '../lib/log.js';
+import { Metrics } from '../lib/metrics.js';
+import { StateError } from '../lib/schema.js';
+import { StateStore } from '../lib/state.js';
+
+const NODE_ID = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
+const host = { ...NODE_HOST, hostname: () => 'leader-test' };
+
+/** Timers driven by hand: advance(ms) fires what is due, in order. */
+class ManualTimers implements Timers {
+  nowMs = 0;
+  private nextId = 1;
+  readonly pending = new Map<number, { atMs: number; callback: () => void; delayMs: number }>();
+  setTimeout(callback: () => void, delayMs: number): unknown {
+    const id = this.nextId++;
+    this.pending.set(id, { atMs: this.nowMs + delayMs, callback, delayMs });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.pending.delete(handle as number);
+  }
+  delays(): number[] {
+    return [...this.pending.values()].map((timer) => timer.delayMs);
+  }
+  async advance(ms: number): Promise<void> {
+    const until = this.nowMs + ms;
+    for (;;) {
+      const due = [...this.pending.entries()].filter(([, timer]) => timer.atMs <= until).sort(([, a], [, b]) => a.atMs - b.atMs)[0];
+      if (!due) break;
+      this.pending.delete(due[0]);
+      this.nowMs = due[1].atMs;
+      due[1].callback();
+      await settle();
+    }
+    this.nowMs = until;
+  }
+}
+
+/** Lets promise continuations (the reconcile run) finish. */
+async function settle(): Promise<void> {
+  for (let round = 0; round < 10; round++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+function serverConfig(): RuntimeConfig {
+  return loadConfig(['-server', '-bootstrap', '-node', 'n1', '-bind', '127.0.0.1', '-advertise', '10.0.0.7', '-data-dir', '/unused', '-node-meta', 'rack:r1'], host).config;
+}
+
+interface Harness {
+  readonly state: StateStore;
+  readonly timers: ManualTimers;
+  readonly applied: Command[];
+  readonly registration: LeaderRegistration;
+  isLeader: boolean;
+  failNext: number;
+  apply(command: Command): Promise<ApplyResult>;
+}
+
+function harness(config = serverConfig()): Harness {
+  const state = new StateStore({ nowMs: () => 0 });
+  const fsm = new Fsm(state);
+  const timers = new ManualTimers();
+  let index = 0;
+  const h: Harness = {
+    state,
+    timers,
+    applied: [],
+    isLeader: true,
+    failNext: 0,
+    registration: undefined as unknown as LeaderRegistration,
+    async apply(command) {
+      return fsm.apply(++index, encodeCommand(command));
+    },
+  };
+  const deps: LeaderRegistrationDeps = {
+    isLeader: () => h.isLeader,
+    read: (query) => state.read(query),
+    apply: async (command) => {
+      h.applied.push(command);
+      if (h.failNext > 0) {
+        h.failNext -= 1;
+        throw new Error('not leader');
+      }
+      return h.apply(command);
+    },
+    desired: () =>
+      selfRegistration({
+        datacenter: config.datacenter,
+        nodeId: NODE_ID,
+        member: localMember(config, memberTags(config, NODE_ID)),
+        taggedAddresses: nodeTaggedAddresses(config),
+        nodeMeta: nodeMeta(config),
+      }),
+    timers,
+    nowMs: () => timers.nowMs,
+    logger: createLogger({ level: 'error', json: false, nowMs: () => 0, sink: new MemorySink() }),
+    metrics: new Metrics({ nowMs: () => timers.nowMs }),
+  };
+  (h as { registration: LeaderRegistration }).registration = new LeaderRegistration(deps);
+  return h;
+}
+
+describe('the leader registers its own server', () => {
+  test('the consul service carries handleAliveMember\'s Meta', () => {
+    const config = serverConfig();
+    const service = consulService(localMember(config, memberTags(config, NODE_ID)));
+    assert.equal(
+      JSON.stringify(service),
+      '{"ID":"consul","Service":"consul","Port":8300,"Weights":{"Passing":1,"Warning":1},' +
+        '"Meta":{"non_voter":"false","raft_version":"3","read_replica":"false","serf_protocol_current":"2","serf_protocol_max":"5","serf_protocol_min":"1","version":"1.21.0"}}',
+    );
+    // A client's member has no consul service (IsConsulServer is false).
+    const client = loadConfig(['-node', 'c1', '-bind', '127.0.0.1', '-data-dir', '/unused'], host).config;
+    assert.equal(consulService(localMember(client, memberTags(client, NODE_ID))), undefined);
+    // gRPC ports advertised in tags become service meta.
+    const withGrpc = { ...localMember(config, memberTags(config, NODE_ID)), Tags: { ...memberTags(config, NODE_ID), grpc_port: '8502' } };
+    assert.equal(consulService(withGrpc)?.Meta?.['grpc_port'], '8502');
+  });
+
+  test('writes once, then nothing while the catalog matches', async () => {
+    const h = harness();
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(h.applied.length, 1);
+    assert.equal(await h.registration.reconcileOnce(), 'in-sync');
+    assert.equal(await h.registration.reconcileOnce(), 'in-sync');
+    assert.equal(h.applied.length, 1);
+
+    const node = h.state.read((txn) => catalog.getNode(txn, 'n1')).value;
+    assert.equal(node?.ID, NODE_ID);
+    assert.equal(node?.Address, '10.0.0.7');
+    assert.deepEqual(node?.TaggedAddresses, { lan: '10.0.0.7', lan_ipv4: '10.0.0.7', wan: '10.0.0.7', wan_ipv4: '10.0.0.7' });
+    assert.deepEqual(node?.Meta, { rack: 'r1', 'consul-network-segment': '', 'consul-version': '1.21.0' });
+    const service = h.state.read((txn) => catalog.nodeService(txn, 'n1', 'consul')).value;
+    assert.equal(service?.Port, 8300);
+    assert.deepEqual(service?.Tags, []);
+    const check = h.state.read((txn) => catalog.nodeCheck(txn, 'n1', 'serfHealth')).value;
+    assert.equal(check?.Name, 'Serf Health Status');
+    assert.equal(check?.Status, 'passing');
+    assert.equal(check?.Output, 'Agent alive and reachable');
+    assert.equal(check?.ServiceID, '');
+  });
+
+  test('repairs a deleted serfHealth check, a critical one, and a changed service', async () => {
+    const h = harness();
+    await h.registration.reconcileOnce();
+    await h.apply({ type: 'deregister', request: { Node: 'n1', CheckID: 'serfHealth' } });
+    assert.equal(h.state.read((txn) => catalog.nodeCheck(txn, 'n1', 'serfHealth')).value, undefined);
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(h.state.read((txn) => catalog.nodeCheck(txn, 'n1', 'serfHealth')).value?.Status, 'passing');
+
+    await h.apply({ type: 'register', request: { Node: 'n1', Address: '10.0.0.7', Check: { CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'critical' } } });
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(h.state.read((txn) => catalog.nodeCheck(txn, 'n1', 'serfHealth')).value?.Status, 'passing');
+
+    await h.apply({ type: 'register', request: { Node: 'n1', Address: '10.0.0.7', Service: { ID: 'consul', Service: 'consul', Port: 9999 } } });
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(h.state.read((txn) => catalog.nodeService(txn, 'n1', 'consul')).value?.Port, 8300);
+    assert.equal(await h.registration.reconcileOnce(), 'in-sync');
+  });
+
+  test('a follower writes nothing', async () => {
+    const h = harness();
+    h.isLeader = false;
+    assert.equal(await h.registration.reconcileOnce(), 'not-leader');
+    assert.equal(h.applied.length, 0);
+  });
+
+  test('retries with exponential back-off, then settles on the reconcile interval', async () => {
+    const h = harness();
+    h.failNext = 3;
+    h.registration.start();
+    await settle();
+    assert.equal(h.applied.length, 1);
+    assert.deepEqual(h.timers.delays(), [1_000]);
+    await h.timers.advance(1_000);
+    assert.deepEqual(h.timers.delays(), [2_000]);
+    await h.timers.advance(2_000);
+    assert.deepEqual(h.timers.delays(), [4_000]);
+    await h.timers.advance(4_000);
+    assert.equal(h.applied.length, 4);
+    assert.equal(h.state.read((txn) => catalog.nodeCheck(txn, 'n1', 'serfHealth')).value?.Status, 'passing');
+    assert.deepEqual(h.timers.delays(), [RECONCILE_INTERVAL_MS]);
+    // Interval runs find the catalog in sync and write nothing.
+    await h.timers.advance(RECONCILE_INTERVAL_MS * 3);
+    assert.equal(h.applied.length, 4);
+    h.registration.stop();
+    assert.deepEqual(h.timers.delays(), []);
+  });
+
+  test('becoming leader reconciles at once; the interval repairs what was lost meanwhile', async () => {
+    const h = harness();
+    h.isLeader = false;
+    h.registration.start();
+    await settle();
+    assert.equal(h.applied.length, 0);
+    h.isLeader = true;
+    h.registration.leadershipChanged(true);
+    await settle();
+    assert.equal(h.applied.length, 1);
+    await h.apply({ type: 'deregister', request: { Node: 'n1', CheckID: 'serfHealth' } });
+    await h.timers.advance(RECONCILE_INTERVAL_MS - 1);
+    assert.equal(h.applied.length, 1);
+    await h.timers.advance(1);
+    assert.equal(h.applied.length, 2);
+    assert.equal(h.state.read((txn) => catalog.nodeCheck(txn, 'n1', 'serfHealth')).value?.Status, 'passing');
+    h.registration.stop();
+    await h.timers.advance(RECONCILE_INTERVAL_MS * 2);
+    assert.equal(h.applied.length, 2);
+  });
+
+  test('a refused command counts as a failure and is retried with back-off', async () => {
+    const h = harness();
+    h.apply = async () => ({ ok: false, error: new StateError('ERR_MISSING_NODE', 'Missing node registration') });
+    h.registration.start();
+    await settle();
+    assert.equal(h.applied.length, 1);
+    assert.deepEqual(h.timers.delays(), [1_000]);
+    h.registration.stop();
+  });
+});
