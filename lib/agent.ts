@@ -19,19 +19,27 @@ import type { RuntimeConfig } from './config.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
 import { encodeCommand, Fsm, type ApplyResult, type Command } from './fsm.js';
 import { BootstrapDiscovery, SERVER_INFO_METHOD, type ServerInfo } from './discovery.js';
+import type { EndpointDeps } from './endpoints.js';
+import { agentRoutes, localMember, nodeTaggedAddresses, type AgentMember } from './endpoints_agent.js';
+import { catalogRoutes } from './endpoints_catalog.js';
+import { healthRoutes } from './endpoints_health.js';
+import { kvRoutes } from './endpoints_kv.js';
+import { operatorRoutes } from './endpoints_operator.js';
 import { consulRpcMethods } from './endpoints_rpc.js';
-import { listenHttp, type HttpListener, type HttpRoute } from './http.js';
+import { sessionRoutes } from './endpoints_session.js';
+import { txnRoutes } from './endpoints_txn.js';
+import { HttpError, listenHttp, type HttpListener, type HttpRoute } from './http.js';
+import { LeaderRegistration, selfRegistration } from './leader.js';
 import type { Logger } from './log.js';
+import { Metrics, startRuntimeStats } from './metrics.js';
 import { RaftNode } from './raftnode.js';
 import { RpcServer, type RpcMethod } from './rpc.js';
+import { SessionTimers } from './sessionttl.js';
 import { StateStore } from './state.js';
 import { CONSUL_VERSION, RELEASE_DATE, REVISION } from './version.js';
 
-/** serf.MemberStatus values as they appear in /v1/agent/members and agent/self. */
-export const MEMBER_STATUS_ALIVE = 1;
-
-/** The gossip protocol versions Consul advertises (serf/memberlist). */
-const MEMBER_PROTOCOL = { ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4 } as const;
+/** Consul's answer on a client agent, which cannot reach a server until the RPC layer exists (issue 9). */
+export const NO_SERVERS_TEXT = 'No known Consul servers';
 
 /** Consul's leadershipTransfer retry count on leave. */
 const LEADERSHIP_TRANSFER_ATTEMPTS = 3;
@@ -57,6 +65,12 @@ export class Agent {
   private rpc: RpcServer | undefined;
   private discovery: BootstrapDiscovery | undefined;
   private requestShutdown: () => void = () => undefined;
+  readonly metrics = new Metrics({ nowMs: Date.now });
+  private readonly stopRuntimeStats = startRuntimeStats(this.metrics);
+  /** The leader's duties: session TTL timers and its own catalog registration (servers only). */
+  private sessionTimers: SessionTimers | undefined;
+  private leaderRegistration: LeaderRegistration | undefined;
+  private endpointDeps: EndpointDeps | undefined;
   /** Resolves when the agent asks to be stopped (after PUT /v1/agent/leave), for bin/agent.ts. */
   readonly whenShutdownRequested = new Promise<void>((resolve) => (this.requestShutdown = resolve));
 
@@ -133,6 +147,9 @@ export class Agent {
     this.isShutDown = true;
     this.logger.info('Requesting shutdown');
     await this.discovery?.stop();
+    this.sessionTimers?.stop();
+    this.leaderRegistration?.stop();
+    this.stopRuntimeStats();
     await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
     // The RPC listener stops accepting at once but only finishes when every connection it
     // accepted is gone, including those handed to Raft, which Raft's shutdown closes.
@@ -160,6 +177,7 @@ export class Agent {
       transport: { isExternallyAccepted: true },
     });
     this.raft = raft;
+    this.startLeaderDuties(raft);
     this.rpc = await RpcServer.listen({
       host: config.bindAddr,
       port: config.ports.server,
@@ -183,6 +201,52 @@ export class Agent {
       intervalMs: config.retryIntervalLanMs,
       logger: this.logger.named('server'),
       bootstrap: (servers) => raft.bootstrap(servers),
+    });
+  }
+
+  /**
+   * What the API endpoints run on, and the leader's duties (Consul's establishLeadership): on
+   * becoming leader, after a barrier (so the FSM holds every committed entry), arm the session
+   * TTL timers and reconcile this server's own catalog registration; stop both on losing it.
+   */
+  private startLeaderDuties(raft: RaftNode): void {
+    const { config } = this;
+    const deps: EndpointDeps = {
+      query: { state: this.state, server: raft, rpcHoldTimeoutMs: config.rpcHoldTimeoutMs, rng: Math.random, defaultQueryTimeMs: config.defaultQueryTimeMs, maxQueryTimeMs: config.maxQueryTimeMs },
+      apply: (command) => raft.apply(encodeCommand(command)),
+      config,
+      logger: this.logger.named('http'),
+      nowMs: Date.now,
+    };
+    this.endpointDeps = deps;
+    const timers = new SessionTimers();
+    this.sessionTimers = timers;
+    const registration = new LeaderRegistration({
+      isLeader: () => raft.isLeader,
+      read: (query) => this.state.read(query),
+      apply: (command) => raft.apply(encodeCommand(command)),
+      desired: () => selfRegistration({ datacenter: config.datacenter, nodeId: this.nodeId, member: this.member(), taggedAddresses: nodeTaggedAddresses(config), nodeMeta: nodeMeta(config) }),
+      timers: { setTimeout: (callback, delayMs) => setTimeout(callback, delayMs).unref(), clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>) },
+      nowMs: Date.now,
+      logger: this.logger.named('leader'),
+      metrics: this.metrics,
+    });
+    this.leaderRegistration = registration;
+    registration.start();
+    raft.onLeadershipChange((isLeader) => {
+      if (!isLeader) {
+        timers.stop();
+        registration.leadershipChanged(false);
+        return;
+      }
+      raft.readIndex().then(
+        () => {
+          if (!raft.isLeader) return;
+          timers.start(deps);
+          registration.leadershipChanged(true);
+        },
+        (error: unknown) => this.logger.warn('barrier after gaining leadership failed', { error: String(error) }),
+      );
     });
   }
 
@@ -218,6 +282,9 @@ export class Agent {
         logger: httpLogger,
         isPrettyByDefault: config.devMode,
         isUiEnabled: config.uiEnabled,
+        maxConnsPerClient: config.limits.httpMaxConnsPerClient,
+        // Consul sends the default ACL policy on every routed response, ACLs on or off.
+        responseHeaders: { 'X-Consul-Default-ACL-Policy': config.aclDefaultPolicy },
       });
       this.listeners.push(listener);
       this.logger.info('Started HTTP server', { address: `${host}:${listener.address.port}`, network: 'tcp' });
@@ -225,13 +292,37 @@ export class Agent {
   }
 
   private routes(): HttpRoute[] {
-    const policyHeader = { 'X-Consul-Default-ACL-Policy': this.config.aclDefaultPolicy };
+    return [...this.localRoutes(), ...agentRoutes({ config: this.config, nodeId: this.nodeId, metrics: this.metrics, members: () => [this.member()] }), ...this.clusterRoutes()];
+  }
+
+  /**
+   * The Raft-backed routes (catalog, health, KV, sessions, txn, operator). A client agent has no
+   * server to ask until the RPC layer exists (issue 9): it answers them with Consul's
+   * "No known Consul servers" at once (Consul first holds the request for rpc_hold_timeout).
+   */
+  private clusterRoutes(): HttpRoute[] {
+    const deps = this.endpointDeps;
+    const raft = this.raft;
+    if (deps === undefined || raft === undefined || this.sessionTimers === undefined) {
+      const refuse = (): never => {
+        throw new HttpError(500, NO_SERVERS_TEXT);
+      };
+      const paths: [string, string[]][] = [
+        ['/v1/kv/', ['GET', 'PUT', 'DELETE']], ['/v1/txn', ['PUT']], ['/v1/catalog/', ['GET', 'PUT']], ['/v1/health/', ['GET']],
+        ['/v1/session/', ['GET', 'PUT']], ['/v1/operator/raft/', ['GET', 'DELETE']],
+      ];
+      return paths.map(([path, methods]) => ({ path, methods, handler: refuse }));
+    }
+    return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft)];
+  }
+
+  private localRoutes(): HttpRoute[] {
     return [
-      { path: '/v1/agent/self', methods: ['GET'], handler: () => ({ json: this.self(), headers: policyHeader }) },
+      { path: '/v1/agent/self', methods: ['GET'], handler: () => ({ json: this.self() }) },
       // A client agent has no Raft of its own and, until the RPC layer exists, no server to ask:
       // it knows of no leader and no peers, which Consul reports as "" and [].
-      { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: this.raft?.leader() ?? '', headers: policyHeader }) },
-      { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: this.raft?.peers() ?? [], headers: policyHeader }) },
+      { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: this.raft?.leader() ?? '' }) },
+      { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: this.raft?.peers() ?? [] }) },
       // Consul's AgentLeave: leave, then shut down; the command then exits 0.
       {
         path: '/v1/agent/leave',
@@ -239,7 +330,7 @@ export class Agent {
         handler: async () => {
           await this.leave();
           setImmediate(this.requestShutdown);
-          return { text: '', headers: policyHeader };
+          return { text: '' };
         },
       },
     ];
@@ -268,16 +359,8 @@ export class Agent {
   }
 
   /** This agent as a gossip member; Status is alive, since an agent is alive to itself. */
-  private member(): Record<string, unknown> {
-    const { config } = this;
-    return {
-      Name: config.nodeName,
-      Addr: config.advertiseAddrLan,
-      Port: config.ports.serfLan,
-      Tags: memberTags(config, this.nodeId),
-      Status: MEMBER_STATUS_ALIVE,
-      ...MEMBER_PROTOCOL,
-    };
+  private member(): AgentMember {
+    return localMember(this.config, memberTags(this.config, this.nodeId));
   }
 
   private stats(): Record<string, Record<string, string>> {
