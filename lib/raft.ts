@@ -317,6 +317,8 @@ export class Raft {
    * answer stepped since the last Ready go out as one AppendEntries per follower.
    */
   private isAppendDue = false;
+  /** Leader: broadcastCommit() was called; the next ready() tells idle followers the commit index. */
+  private isCommitBroadcastDue = false;
   private readStates: ReadState[] = [];
 
   private readonly electionTimeoutTicks: number;
@@ -1116,20 +1118,35 @@ export class Raft {
   }
 
   /**
-   * Leader, at ready(): fills every follower's in-flight window with the entries it lacks, then
-   * tells a follower a commit index it was not sent, with an empty AppendEntries, only when it
-   * has nothing in flight: otherwise the answers to those bring the next AppendEntries, which
-   * carries the commit index. (An empty AppendEntries on every commit advance doubled the
-   * leader's messages under load.) A follower never told learns it from the next heartbeat.
+   * Leader: tells every follower with nothing in flight a commit index it was not sent, with an
+   * empty AppendEntries, at the next ready(). The shell calls it a short while after commitment
+   * moves (hashicorp/raft's CommitTimeout plays this part), so that under load the commit index
+   * rides on the next AppendEntries instead of costing a message and an answer per commit.
+   * Heartbeats carry it too, so a follower is never left without it for long.
+   */
+  broadcastCommit(): void {
+    if (this.role !== 'leader') return;
+    const commitIndex = this.log.commitIndex;
+    if (![...this.progress.values()].some((progress) => progress.commitSent < commitIndex)) return;
+    this.isCommitBroadcastDue = true;
+    this.isAppendDue = true;
+  }
+
+  /**
+   * Leader, at ready(): fills every follower's in-flight window with the entries it lacks, then,
+   * if broadcastCommit() asked, sends the commit index alone to followers with nothing in flight
+   * (a busy one gets it with the AppendEntries its answers bring).
    */
   private sendDueAppends(): void {
+    const isCommitBroadcast = this.isCommitBroadcastDue;
     this.isAppendDue = false;
+    this.isCommitBroadcastDue = false;
     if (this.role !== 'leader') return;
     for (const [id, progress] of this.progress) {
       let isSent = false;
       while (this.sendAppend(id, false)) isSent = true;
       const isBusy = progress.state === 'replicate' && progress.inflights.size > 0;
-      if (!isSent && !isBusy && progress.commitSent < this.log.commitIndex) this.sendAppend(id, true);
+      if (isCommitBroadcast && !isSent && !isBusy && progress.commitSent < this.log.commitIndex) this.sendAppend(id, true);
     }
   }
 

@@ -133,6 +133,13 @@ export const ELECTION_TIMEOUT_MS_MIN = 50;
 export const ELECTION_TIMEOUT_MS_DEFAULT = 1000;
 export const SNAPSHOT_THRESHOLD_DEFAULT = 16384;
 export const SNAPSHOT_INTERVAL_MS_DEFAULT = 30_000;
+/**
+ * How long after commitment moves a leader tells idle followers the new commit index
+ * (hashicorp/raft's CommitTimeout, 50 ms, plays this part). Short enough that a follower's
+ * `?stale` reads trail by milliseconds; long enough that under load the commit index rides on
+ * the next AppendEntries instead of an empty one and its answer per commit.
+ */
+export const COMMIT_BROADCAST_DELAY_MS = 5;
 export const TRAILING_LOGS_DEFAULT = 10240;
 /** Entries per LogStore.append call (under LOG_APPEND_ENTRIES_MAX). */
 const APPEND_BATCH_ENTRIES_MAX = 1024;
@@ -182,6 +189,7 @@ export class RaftNode {
   private readonly snapshotIntervalMs: number;
   private readonly rng: () => number;
   private snapshotTimer: ReturnType<typeof setTimeout> | undefined;
+  private commitBroadcastTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set by the snapshot timer; the next maybeSnapshot checks the threshold once. */
   private isSnapshotDue = false;
   private transport!: RaftTransport;
@@ -424,6 +432,7 @@ export class RaftNode {
     this.epoch++;
     if (this.timer !== undefined) clearInterval(this.timer);
     clearTimeout(this.snapshotTimer);
+    clearTimeout(this.commitBroadcastTimer);
     this.failAll(new RaftNodeError('ERR_SHUTDOWN', 'raft node is shut down'));
     this.noteLeadership();
     for (const pipeline of this.pipelines.values()) pipeline.close();
@@ -493,6 +502,7 @@ export class RaftNode {
     for (const message of ready.messages) if (!early.includes(message)) this.sendOrDrop(message);
     this.answerUnanswered(seq);
     for (const entry of ready.committedEntries) this.applyEntry(entry);
+    if (ready.hardState !== undefined && this.raft.state === 'leader') this.scheduleCommitBroadcast();
     this.serveReads(ready);
     if (ready.softState !== undefined) this.logger.info('raft state changed', { role: ready.softState.role, leader: ready.softState.leaderId, term: this.raft.term });
     if (this.raft.state !== 'leader') this.settleTransfers(undefined);
@@ -569,6 +579,17 @@ export class RaftNode {
   }
 
   // --- snapshots ----------------------------------------------------------------------------------
+
+  private scheduleCommitBroadcast(): void {
+    if (this.commitBroadcastTimer !== undefined) return;
+    const epoch = this.epoch;
+    this.commitBroadcastTimer = setTimeout(() => {
+      this.commitBroadcastTimer = undefined;
+      if (epoch !== this.epoch || this.isClosed) return;
+      this.raft.broadcastCommit();
+      this.kick();
+    }, COMMIT_BROADCAST_DELAY_MS);
+  }
 
   private armSnapshotTimer(epoch: number): void {
     const delayMs = this.snapshotIntervalMs * (1 + this.rng());
@@ -891,6 +912,7 @@ export class RaftNode {
     this.epoch++;
     if (this.timer !== undefined) clearInterval(this.timer);
     clearTimeout(this.snapshotTimer);
+    clearTimeout(this.commitBroadcastTimer);
     this.logger.error('raft node failed, restart it', { error: error.message });
     this.failAll(new RaftNodeError('ERR_NODE_FAILED', `raft node failed: ${error.message}`));
     this.noteLeadership();

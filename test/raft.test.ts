@@ -115,12 +115,18 @@ class Cluster {
   }
 
   /** Persists every Ready, then delivers messages, until nothing moves. */
+  /**
+   * Delivers until nothing moves. Once quiet, leaders get one broadcastCommit(), as the shell's
+   * short commit-broadcast timer would fire, so followers learn the final commit index.
+   */
   drain(): void {
+    let isCommitBroadcast = false;
     for (let round = 0; round < 10_000; round++) {
       let moved = false;
       for (const member of this.members.values()) moved = this.handleReady(member) || moved;
       const queue = this.queue;
       this.queue = [];
+      if (queue.length > 0) isCommitBroadcast = false;
       for (const { message: sent, snapshotData } of queue) {
         moved = true;
         const target = this.members.get(sent.to);
@@ -131,7 +137,12 @@ class Cluster {
         this.delivered.push(message);
         target.core.step(message);
       }
-      if (!moved) return;
+      if (moved) continue;
+      if (isCommitBroadcast) return;
+      {
+        isCommitBroadcast = true;
+        for (const member of this.members.values()) member.core?.broadcastCommit();
+      }
     }
     assert.fail('cluster did not settle');
   }

@@ -26,6 +26,7 @@ import assert from 'node:assert/strict';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { LOG_TYPE, type LogEntry } from '../../lib/logstore.js';
 import { Raft, type HardState, type RaftMessage, type Ready } from '../../lib/raft.js';
+import { COMMIT_BROADCAST_DELAY_MS } from '../../lib/raftnode.js';
 import { SUFFRAGE } from '../../lib/raftconfig.js';
 import { entryBytes, type RaftStorage } from '../../lib/raftlog.js';
 import type { RaftServer, SnapshotMeta } from '../../lib/snapshot.js';
@@ -159,6 +160,8 @@ class SimServer {
   applied = 0;
   appliedTerm = 0;
   writing: { ready: Ready; doneAt: number } | undefined;
+  /** When the shell's commit-broadcast timer fires (lib/raftnode.ts COMMIT_BROADCAST_DELAY_MS). */
+  commitBroadcastAt: number | undefined;
   received = new Map<string, readonly Applied[]>();
   paused = false;
   held: Envelope[] = [];
@@ -299,6 +302,10 @@ class Simulation {
     }
     for (const server of this.servers) {
       if (server.core === undefined || server.paused) continue;
+      if (server.commitBroadcastAt !== undefined && server.commitBroadcastAt <= this.now) {
+        server.commitBroadcastAt = undefined;
+        server.core.broadcastCommit();
+      }
       server.tickCredit += server.tickRate / SIM_TICK_MS;
       while (server.tickCredit >= 1) {
         server.tickCredit -= 1;
@@ -373,6 +380,7 @@ class Simulation {
     }
     // 3. Apply, serve reads, acknowledge.
     for (const entry of ready.committedEntries) this.apply(server, entry);
+    if (ready.hardState !== undefined && core.state === 'leader') server.commitBroadcastAt ??= this.now + COMMIT_BROADCAST_DELAY_MS;
     for (const read of ready.readStates) {
       const pending = this.pendingReads.get(read.requestId);
       if (pending === undefined) continue;
@@ -526,6 +534,7 @@ class Simulation {
     this.trace(`crash ${server.id}`);
     server.core = undefined;
     server.writing = undefined;
+    server.commitBroadcastAt = undefined;
     server.received.clear();
     server.held = [];
     server.paused = false;
