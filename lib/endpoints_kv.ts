@@ -22,7 +22,6 @@
 // References: Consul agent/kvs_endpoint.go, agent/consul/kvs_endpoint.go (kvsPreApply, Apply,
 // Get, List, ListKeys), agent/structs/structs.go (DirEntry, KVSRequest, KeyListRequest).
 
-import { randomUUID } from 'node:crypto';
 import { applyCommand, type EndpointDeps } from './endpoints.js';
 import type { Command } from './fsm.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
@@ -48,7 +47,8 @@ export type QueryReply<T> = Awaited<ReturnType<typeof blockingQuery<T>>>;
 export interface DirEntryJson {
   readonly LockIndex: number;
   readonly Key: string;
-  readonly Flags: bigint;
+  /** A number while it is exact (at most 2^53 - 1), else the bigint. */
+  readonly Flags: number | bigint;
   readonly Value: string | null;
   readonly Session?: string;
   readonly CreateIndex: number;
@@ -148,11 +148,14 @@ export function kvTooLargeText(bytes: number, max: number): string {
  * structs.DirEntry as Consul's JSON shows it: Value standard base64 or null, Session omitted
  * when the key is not locked.
  */
+const MAX_SAFE_FLAGS = BigInt(Number.MAX_SAFE_INTEGER);
+
 export function dirEntryJson(record: KvRecord): DirEntryJson {
   return {
     LockIndex: record.LockIndex,
     Key: record.Key,
-    Flags: record.Flags,
+    // A number while exact, so the common response needs no bigint handling when serialized.
+    Flags: record.Flags <= MAX_SAFE_FLAGS ? Number(record.Flags) : record.Flags,
     Value: record.Value === null ? null : Buffer.from(record.Value.buffer, record.Value.byteOffset, record.Value.byteLength).toString('base64'),
     ...(record.Session === '' ? {} : { Session: record.Session }),
     CreateIndex: record.CreateIndex,
@@ -161,31 +164,11 @@ export function dirEntryJson(record: KvRecord): DirEntryJson {
 }
 
 /**
- * JSON bytes for a value that may hold bigints (uint64 Flags), which are written as exact
- * integer literals. `isPretty` gives Consul's `?pretty` form: 4-space indent, trailing newline.
+ * A JSON response as Consul writes it. Values may hold bigints (uint64 Flags past 2^53): the HTTP
+ * layer writes them as exact integer literals, and pretty-prints in -dev mode or with `?pretty`.
  */
-export function encodeJson(value: unknown, isPretty: boolean): Uint8Array {
-  // Bigints travel through JSON.stringify as marked strings and are unquoted afterwards; the
-  // random marker cannot occur in user data.
-  const marker = `bigint-${randomUUID()}-`;
-  let hasBigint = false;
-  const text = JSON.stringify(
-    value,
-    (_key, item: unknown) => {
-      if (typeof item !== 'bigint') return item;
-      hasBigint = true;
-      return `${marker}${item.toString()}`;
-    },
-    isPretty ? 4 : undefined,
-  );
-  const unmarked = hasBigint ? text.replace(new RegExp(`"${marker}(-?\\d+)"`, 'g'), '$1') : text;
-  return Buffer.from(isPretty ? `${unmarked}\n` : unmarked, 'utf8');
-}
-
-/** A JSON response as Consul writes it (pretty in -dev mode or with `?pretty`). */
-export function jsonResponse(deps: EndpointDeps, request: HttpRequest, value: unknown, headers: Readonly<Record<string, string>> = {}, status = 200): HttpResponse {
-  const isPretty = deps.config.devMode || request.query.has('pretty');
-  return { status, bytes: encodeJson(value, isPretty), contentType: 'application/json', headers };
+export function jsonResponse(_deps: EndpointDeps, _request: HttpRequest, value: unknown, headers: Readonly<Record<string, string>> = {}, status = 200): HttpResponse {
+  return { status, json: value, headers };
 }
 
 /**

@@ -33,6 +33,7 @@
 // hashicorp/go-connlimit connlimit.go, hashicorp/go-cleanhttp handlers.go, Go net/http
 // (server.go readRequest errors, ServeMux cleanPath and redirects).
 
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from './log.js';
@@ -532,8 +533,28 @@ function writeResult(response: ServerResponse, result: HttpResponse, isPretty: b
   if ('bytes' in result) return writeBody(response, status, result.contentType, result.bytes);
   // Consul's wrap writes no body for a nil result (agent service register answers 200, empty).
   if (result.json === undefined) return writeEmpty(response, status);
-  const body = isPretty ? JSON.stringify(result.json, null, 4) + '\n' : JSON.stringify(result.json);
-  writeBody(response, status, 'application/json', goJsonEscape(body));
+  writeBody(response, status, 'application/json', goJsonEscape(serializeJson(result.json, isPretty)));
+}
+
+/** Marks bigints inside JSON.stringify's output; random per process, so user data cannot forge it. */
+const BIGINT_MARKER = `bigint-${randomUUID()}-`;
+const BIGINT_MARKED = new RegExp(`"${BIGINT_MARKER}(-?\\d+)"`, 'g');
+
+/**
+ * JSON text, with bigints (uint64 values past 2^53, such as KV Flags) as exact integer literals
+ * the way Go writes them. The common case, no bigint, is one plain JSON.stringify: it throws a
+ * TypeError on a bigint, and only then is the value serialized again with a marking replacer.
+ */
+function serializeJson(value: unknown, isPretty: boolean): string {
+  const indent = isPretty ? 4 : undefined;
+  let text: string;
+  try {
+    text = JSON.stringify(value, null, indent);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    text = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? `${BIGINT_MARKER}${item.toString()}` : item), indent).replace(BIGINT_MARKED, '$1');
+  }
+  return isPretty ? `${text}\n` : text;
 }
 
 /**
@@ -600,9 +621,18 @@ function htmlEscape(text: string): string {
 
 /** Go's CanonicalHeaderKey, so names go on the wire as Consul sends them (X-Consul-Knownleader). */
 function canonicalHeaderName(name: string): string {
-  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) return name;
-  return name.toLowerCase().replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
+  const cached = canonicalNames.get(name);
+  if (cached !== undefined) return cached;
+  const canonical = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) ? name.toLowerCase().replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase()) : name;
+  // Header names come from our own code and configuration, so the cache stays small; the bound
+  // only guards against a future caller passing request data.
+  if (canonicalNames.size < CANONICAL_NAMES_CACHED_MAX) canonicalNames.set(name, canonical);
+  return canonical;
 }
+
+/** Canonical header names computed so far (every response sets the same few). */
+const canonicalNames = new Map<string, string>();
+const CANONICAL_NAMES_CACHED_MAX = 1024;
 
 /** The client's IP as go-connlimit keys it; IPv4-mapped IPv6 is shown as IPv4. */
 function clientAddress(socket: Socket): string {
