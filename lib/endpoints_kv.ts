@@ -27,7 +27,7 @@ import type { Command } from './fsm.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, kvsGet, kvsKeys, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type QueryOptions } from './query.js';
+import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type AbortSource, type QueryOptions } from './query.js';
 import { StateError, type KvRecord, type QueryResult } from './schema.js';
 import type { LockDelay } from './sessions.js';
 
@@ -81,15 +81,15 @@ export const KVS = {
     return (await applyCommand(deps, command)) === true;
   },
   /** KVS.Get: the entry as a list of zero or one. */
-  Get(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<KvRecord[]>> {
+  Get(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSource): Promise<QueryReply<KvRecord[]>> {
     return blockingQuery(deps.query, options, signal, kvsGetQuery(args.Key));
   },
   /** KVS.List: every entry under the prefix. */
-  List(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<KvRecord[]>> {
+  List(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSource): Promise<QueryReply<KvRecord[]>> {
     return blockingQuery(deps.query, options, signal, kvsListQuery(args.Key));
   },
   /** KVS.ListKeys: the keys under the prefix, rolled up at Seperator (Consul's spelling). */
-  ListKeys(deps: EndpointDeps, args: { readonly Prefix: string; readonly Seperator: string }, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<string[]>> {
+  ListKeys(deps: EndpointDeps, args: { readonly Prefix: string; readonly Seperator: string }, options: QueryOptions, signal: AbortSource): Promise<QueryReply<string[]>> {
     return blockingQuery(deps.query, options, signal, (txn) => kvsKeys(txn, args.Prefix, args.Seperator));
   },
 } as const;
@@ -220,7 +220,9 @@ async function kvHandler(deps: EndpointDeps, request: HttpRequest): Promise<Http
 async function kvGet(deps: EndpointDeps, request: HttpRequest, key: string, options: QueryOptions): Promise<HttpResponse> {
   const isRecurse = request.query.has('recurse');
   if (!isRecurse && key === '') throw new HttpError(400, 'Missing key name');
-  const reply = isRecurse ? await KVS.List(deps, { Key: key }, options, request.signal) : await KVS.Get(deps, { Key: key }, options, request.signal);
+  // Asked for only if the read has to wait: most reads never need the request's AbortController.
+  const signal = (): AbortSignal => request.signal;
+  const reply = isRecurse ? await KVS.List(deps, { Key: key }, options, signal) : await KVS.Get(deps, { Key: key }, options, signal);
   const headers = queryMetaHeaders(reply.meta);
   if (reply.value.length === 0) return notFound(headers);
   const first = reply.value[0];
@@ -239,7 +241,7 @@ async function kvGet(deps: EndpointDeps, request: HttpRequest, key: string, opti
 async function kvGetKeys(deps: EndpointDeps, request: HttpRequest, prefix: string, options: QueryOptions): Promise<HttpResponse> {
   // The misspelt parameter is older; the correct spelling wins when both are given.
   const separator = request.query.get('separator') ?? request.query.get('seperator') ?? '';
-  const reply = await KVS.ListKeys(deps, { Prefix: prefix, Seperator: separator }, options, request.signal);
+  const reply = await KVS.ListKeys(deps, { Prefix: prefix, Seperator: separator }, options, () => request.signal);
   const headers = queryMetaHeaders(reply.meta);
   if (reply.value.length === 0 && prefix !== '') return notFound(headers);
   return jsonResponse(deps, request, reply.value, headers);
@@ -269,7 +271,7 @@ async function kvPut(deps: EndpointDeps, request: HttpRequest, key: string): Pro
   const max = deps.config.limits.kvMaxValueSize;
   if (request.body.length > max) throw new HttpError(413, kvTooLargeText(request.body.length, max));
   // An empty body stores no value at all (Go's empty bytes.Buffer yields a nil slice).
-  const value = request.body.length === 0 ? null : Uint8Array.from(request.body);
+  const value = request.body.length === 0 ? null : new Uint8Array(request.body);
   const out = await KVS.Apply(deps, { Op: op, DirEnt: { Key: key, Value: value, Flags: flags, Session: session, ModifyIndex: modifyIndex } });
   return op === 'set' ? true : out;
 }

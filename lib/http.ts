@@ -20,7 +20,13 @@
 // and header names go out in Go's canonical case (X-Consul-Knownleader), as Consul sends them.
 //
 // Invariants: a handler never sees a body over its route's limit; every routed response, errors
-// included, carries the configured response headers; close() leaves no request's signal unaborted.
+// included, carries the configured response headers; close() leaves no request's signal unaborted
+// (a signal first asked for after its request was aborted is born aborted).
+//
+// Throughput (a KV GET is mostly this module's work): a request that declares no body and whose
+// handler returns a value, not a promise, is answered in the tick it arrived; the AbortSignal is
+// made only if a handler reads it; log-only strings are built only when logged; and headers go
+// out through one writeHead with a raw [name, value, ...] list, node:http's cheapest path.
 //
 // Not here: gzip (Consul compresses responses >= 1400 bytes for clients sending Accept-Encoding;
 // we send `Vary: Accept-Encoding` but never compress), TLS, http_config.block_endpoints.
@@ -53,7 +59,11 @@ export interface HttpRequest {
   readonly token: string;
   /** The client's IP address (IPv4-mapped IPv6 shown as IPv4), for logs and per-client limits. */
   readonly remoteAddress: string;
-  /** Aborted when the client disconnects or the server shuts down (blocking queries stop waiting). */
+  /**
+   * Aborted when the client disconnects or the server shuts down (blocking queries stop waiting).
+   * Made on first read, already aborted if the request was: a handler that never waits should
+   * not touch it (an AbortController per request costs a measurable share of throughput).
+   */
   readonly signal: AbortSignal;
 }
 
@@ -186,6 +196,8 @@ export class Router {
   private readonly exact = new Map<string, HttpRoute>();
   /** Invariant: sorted by descending prefix length, so the first match is the longest. */
   private readonly prefixes: HttpRoute[] = [];
+  /** Each prefix route's path without its final slash ("/v1/kv" for "/v1/kv/"). */
+  private readonly treeRoots = new Set<string>();
 
   constructor(routes: readonly HttpRoute[]) {
     for (const route of routes) {
@@ -196,6 +208,7 @@ export class Router {
       }
     }
     this.prefixes.sort((a, b) => b.path.length - a.path.length);
+    for (const route of this.prefixes) this.treeRoots.add(route.path.slice(0, -1));
   }
 
   /** The route serving `path` and the parameter it extracts, or undefined. */
@@ -210,7 +223,7 @@ export class Router {
 
   /** Go's mux sends "/tree" to "/tree/" when only the prefix route "/tree/" exists. */
   isTreeWithoutSlash(path: string): boolean {
-    return !this.exact.has(path) && this.prefixes.some((route) => route.path === `${path}/`);
+    return !this.exact.has(path) && this.treeRoots.has(path);
   }
 }
 
@@ -229,6 +242,63 @@ const NON_PRINTABLE = /[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u;
 /** Thrown inside a request when its client went away: nothing is left to answer. */
 class RequestGone extends Error {}
 
+/** Header lists as node:http's writeHead takes them raw: [name, value, name, value, ...]. */
+type HeaderList = readonly string[];
+
+/**
+ * One request and its response, from arrival to the response's close. Its AbortSignal is made
+ * only when a handler asks for it (a blocking query about to park): most requests are answered
+ * in the tick they arrive and never need one.
+ */
+class Exchange {
+  /** Set once the client went away mid-response or the server began closing. Invariant: never unset. */
+  isAborted = false;
+  /** Headers every answer to this request carries: Consul's wrap headers once routed. */
+  baseHeaders: HeaderList = [];
+  /** Set by readBody while the body streams in: abort() stops the read without needing a signal. */
+  onAbortBody: (() => void) | undefined;
+  private controller: AbortController | undefined;
+
+  constructor(
+    readonly request: IncomingMessage,
+    readonly response: ServerResponse,
+  ) {}
+
+  /** Aborted already when requested after the request was. */
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.isAborted) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  abort(): void {
+    this.isAborted = true;
+    this.onAbortBody?.();
+    this.controller?.abort();
+  }
+}
+
+/** The HttpRequest handlers get; `signal` is its exchange's, made on first use. */
+class RoutedRequest implements HttpRequest {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly param: string,
+    readonly query: URLSearchParams,
+    readonly headers: IncomingMessage['headers'],
+    readonly body: Uint8Array,
+    readonly token: string,
+    readonly remoteAddress: string,
+    private readonly exchange: Exchange,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.exchange.signal;
+  }
+}
+
 /** One listener's state: connections per client, in-flight requests, and the routing pipeline. */
 class Transport {
   readonly server: Server;
@@ -237,16 +307,24 @@ class Transport {
   /** Sockets answered 429: requests parsed on them are ignored. */
   private readonly refused = new WeakSet<Socket>();
   /** The response in progress on each socket, so a client error mid-response only drops it. */
-  private readonly responding = new WeakMap<Socket, ServerResponse>();
+  private readonly responding = new Map<Socket, ServerResponse>();
   /** Invariant: holds exactly the requests whose response has not closed. */
-  private readonly inflight = new Set<AbortController>();
-  private readonly signals = new WeakMap<IncomingMessage, AbortSignal>();
+  private readonly inflight = new Set<Exchange>();
+  /** What Consul's wrap sets before anything else, so errors carry them too: configured headers, then Vary. */
+  private readonly routeHeaders: HeaderList;
+  /** Consul's Index handler sends the configured headers without the ACL policy one. */
+  private readonly indexHeaders: HeaderList;
   private isClosing = false;
   /** Set by close(): called when the last in-flight request's response closes. */
   private onDrained: (() => void) | undefined;
 
   constructor(private readonly options: HttpServerOptions) {
     this.router = new Router(options.routes);
+    const configured = Object.entries(options.responseHeaders ?? {});
+    const routeHeaders = headerList(configured);
+    putHeader(routeHeaders, 'Vary', 'Accept-Encoding');
+    this.routeHeaders = routeHeaders;
+    this.indexHeaders = headerList(configured.filter(([name]) => name.toLowerCase() !== ACL_POLICY_HEADER.toLowerCase()));
     const headersTimeout = options.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS;
     const requestTimeout = Math.max(options.requestTimeoutMs ?? HTTP_REQUEST_TIMEOUT_MS, headersTimeout);
     this.server = createServer({
@@ -261,7 +339,13 @@ class Transport {
     // Blocking queries hold a response open for minutes: no inactivity timeout on sockets.
     this.server.timeout = 0;
     const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
-      this.serve(request, response).catch((error: unknown) => this.failed(request, response, error));
+      if (this.refused.has(request.socket)) return;
+      const exchange = this.track(request, response);
+      try {
+        this.serve(exchange);
+      } catch (error) {
+        this.failed(exchange, error);
+      }
     };
     this.server.on('request', onRequest);
     // Answering 100 Continue only when the body is wanted lets a 413 reach the client before it sends.
@@ -275,7 +359,7 @@ class Transport {
     const closed = new Promise<Error | undefined>((resolve) => this.server.close(resolve));
     this.server.closeIdleConnections();
     const drained = new Promise<void>((resolve) => (this.onDrained = resolve));
-    for (const controller of this.inflight) controller.abort();
+    for (const exchange of this.inflight) exchange.abort();
     if (this.inflight.size === 0) this.onDrained?.();
     let graceTimer: NodeJS.Timeout | undefined;
     await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, HTTP_CLOSE_GRACE_MS)))]);
@@ -321,130 +405,172 @@ class Transport {
     socket.destroySoon();
   }
 
-  private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    if (this.refused.has(request.socket)) return;
-    const controller = this.track(request, response);
+  /** Go's request checks and ServeMux redirects; a routed path goes on to Consul's wrap (serveRoute). */
+  private serve(exchange: Exchange): void {
+    const { request, response } = exchange;
     const method = request.method ?? 'GET';
     if (request.httpVersion === '1.1' && request.headers.host === undefined) {
       return writeGoError(response, 400, 'Bad Request: missing required Host header');
     }
     const target = parseTarget(request.url ?? '/');
-    if (target === 'asterisk') return method === 'OPTIONS' ? writeEmpty(response, 200) : writeGoError(response, 400, '');
+    if (target === 'asterisk') return method === 'OPTIONS' ? writeEmpty(response, 200, []) : writeGoError(response, 400, '');
     if (target === undefined) return writeGoError(response, 400, 'Bad Request');
     // cleanhttp.PrintablePathCheckHandler: a bare 400 before any routing.
-    if (NON_PRINTABLE.test(target.path)) return writeEmpty(response, 400);
+    if (!isPrintable(target.path)) return writeEmpty(response, 400, []);
     // Go 1.22+ cleans the escaped path, so "%2F%2F" in a KV key routes while a literal "//" redirects.
     const cleaned = cleanPath(target.rawPath);
-    if (cleaned !== target.rawPath) return writeRedirect(response, method, escapePath(Buffer.from(cleaned, 'latin1'), true), target.rawQuery);
+    if (cleaned !== target.rawPath) return writeRedirect(response, method, [], escapePath(Buffer.from(cleaned, 'latin1'), true), target.rawQuery);
     if (this.router.isTreeWithoutSlash(target.path)) {
-      return writeRedirect(response, method, escapePath(Buffer.from(`${target.path}/`), false), target.rawQuery);
+      return writeRedirect(response, method, [], escapePath(Buffer.from(`${target.path}/`), false), target.rawQuery);
     }
     const match = this.router.match(target.path);
     if (match === undefined) return this.serveIndex(method, target.path, response);
-    this.setRouteHeaders(response);
-    const logUrl = redactUrl(target.rawPath, target.rawQuery);
+    this.serveRoute(exchange, target, match.route, match.param);
+  }
+
+  /** Consul's wrap: its headers on every answer, then the query, OPTIONS, the method, and the body limit. */
+  private serveRoute(exchange: Exchange, target: ParsedTarget, route: HttpRoute, param: string): void {
+    const { request, response } = exchange;
+    const method = request.method ?? 'GET';
+    exchange.baseHeaders = this.routeHeaders;
     const query = parseQuery(target.rawQuery);
     if (query === undefined) {
       this.options.logger.error('Failed to decode query', { from: clientAddress(request.socket) });
-      return writeEmpty(response, 500);
+      return writeEmpty(response, 500, this.routeHeaders);
     }
-    const allowed = ['OPTIONS', ...match.route.methods].join(',');
-    if (method === 'OPTIONS') return writeEmpty(response, 200, { Allow: allowed });
-    if (!match.route.methods.includes(method)) {
-      response.setHeader('Allow', allowed);
-      return writeText(response, 405, `method ${method} not allowed`);
+    if (method === 'OPTIONS' || !route.methods.includes(method)) {
+      const headers = [...this.routeHeaders];
+      putHeader(headers, 'Allow', ['OPTIONS', ...route.methods].join(','));
+      return method === 'OPTIONS' ? writeEmpty(response, 200, headers) : writeText(response, 405, headers, `method ${method} not allowed`);
     }
     if (method === 'GET' && Number(request.headers['content-length'] ?? 0) > 0) {
-      this.options.logger.warn('GET request has a non-empty body that will be ignored', { url: logUrl, from: clientAddress(request.socket) });
+      this.options.logger.warn('GET request has a non-empty body that will be ignored', { url: redactUrl(target), from: clientAddress(request.socket) });
     }
-    const max = match.route.bodyBytesMax ?? HTTP_BODY_BYTES_MAX;
-    const body = await readBody(request, response, max, controller.signal);
-    if (typeof body === 'number') {
-      response.setHeader('Connection', 'close');
-      return writeText(response, 413, (match.route.tooLargeText ?? bodyTooLargeText)(body, max));
-    }
-    const parsed = { method, path: target.path, param: match.param, query, headers: request.headers };
-    const token = parseToken(query, request.headersDistinct);
-    const remoteAddress = clientAddress(request.socket);
-    await this.invoke(match.route, { ...parsed, body, token, remoteAddress, signal: controller.signal }, response, logUrl);
+    const max = route.bodyBytesMax ?? HTTP_BODY_BYTES_MAX;
+    const onBody = (body: Uint8Array | number): void => {
+      if (typeof body === 'number') {
+        const headers = [...this.routeHeaders];
+        putHeader(headers, 'Connection', 'close');
+        return writeText(response, 413, headers, (route.tooLargeText ?? bodyTooLargeText)(body, max));
+      }
+      const token = parseToken(query, tokenHeaders(request.rawHeaders));
+      const routed = new RoutedRequest(method, target.path, param, query, request.headers, body, token, clientAddress(request.socket), exchange);
+      this.invoke(exchange, route, routed, target);
+    };
+    whenReady(readBody(exchange, max), onBody, (error) => this.failed(exchange, error));
   }
 
-  private async invoke(route: HttpRoute, request: HttpRequest, response: ServerResponse, logUrl: string): Promise<void> {
-    let result: HttpResponse;
+  /** Runs the handler; answers with its result, or with the text of the HttpError it threw. */
+  private invoke(exchange: Exchange, route: HttpRoute, request: RoutedRequest, target: ParsedTarget): void {
+    const onError = (error: unknown): void => this.answerError(exchange, request, target, error);
+    let result: HttpResponse | Promise<HttpResponse>;
     try {
-      result = await route.handler(request);
+      result = route.handler(request);
     } catch (error) {
-      if (!(error instanceof HttpError)) throw error;
-      this.options.logger.error('Request error', { method: request.method, url: logUrl, from: request.remoteAddress, error: error.message });
-      return writeText(response, error.status, error.message);
+      return onError(error);
     }
-    this.options.logger.debug('Request finished', { method: request.method, url: logUrl, from: request.remoteAddress });
-    writeResult(response, result, this.options.isPrettyByDefault || request.query.has('pretty'));
+    whenReady(result, (value) => this.answer(exchange, request, target, value), onError);
+  }
+
+  private answer(exchange: Exchange, request: RoutedRequest, target: ParsedTarget, result: HttpResponse): void {
+    const { logger } = this.options;
+    if (logger.isEnabled('debug')) logger.debug('Request finished', { method: request.method, url: redactUrl(target), from: request.remoteAddress });
+    writeResult(exchange.response, this.routeHeaders, result, this.options.isPrettyByDefault || request.query.has('pretty'));
+  }
+
+  private answerError(exchange: Exchange, request: RoutedRequest, target: ParsedTarget, error: unknown): void {
+    if (!(error instanceof HttpError)) return this.failed(exchange, error);
+    this.options.logger.error('Request error', { method: request.method, url: redactUrl(target), from: request.remoteAddress, error: error.message });
+    writeText(exchange.response, error.status, this.routeHeaders, error.message);
   }
 
   /** Consul's Index handler: "/" and every path no route serves. */
   private serveIndex(method: string, path: string, response: ServerResponse): void {
-    for (const [name, value] of Object.entries(this.options.responseHeaders ?? {})) {
-      if (name.toLowerCase() !== ACL_POLICY_HEADER.toLowerCase()) response.setHeader(canonicalHeaderName(name), value);
-    }
-    if (path !== '/') return writeText(response, 404, `${path.includes('/v1/') ? UNKNOWN_ENDPOINT_TEXT : NON_API_PATH_TEXT}\n`);
-    if (this.options.isUiEnabled) return writeRedirect(response, method, '/ui/', '');
-    writeText(response, 200, UI_DISABLED_TEXT);
+    const headers = this.indexHeaders;
+    if (path !== '/') return writeText(response, 404, headers, `${path.includes('/v1/') ? UNKNOWN_ENDPOINT_TEXT : NON_API_PATH_TEXT}\n`);
+    if (this.options.isUiEnabled) return writeRedirect(response, method, headers, '/ui/', '');
+    writeText(response, 200, headers, UI_DISABLED_TEXT);
   }
 
-  /** What Consul's wrap sets before anything else, so errors carry them too. */
-  private setRouteHeaders(response: ServerResponse): void {
-    for (const [name, value] of Object.entries(this.options.responseHeaders ?? {})) response.setHeader(canonicalHeaderName(name), value);
-    response.setHeader('Vary', 'Accept-Encoding');
-  }
-
-  /** Registers the request for close() and aborts its signal when its client goes away. */
-  private track(request: IncomingMessage, response: ServerResponse): AbortController {
-    const controller = new AbortController();
-    this.inflight.add(controller);
-    this.signals.set(request, controller.signal);
+  /** Registers the request for close() and aborts it when its client goes away. */
+  private track(request: IncomingMessage, response: ServerResponse): Exchange {
+    const exchange = new Exchange(request, response);
+    this.inflight.add(exchange);
     this.responding.set(request.socket, response);
-    response.once('close', () => {
-      this.inflight.delete(controller);
-      if (this.inflight.size === 0) this.onDrained?.();
-      if (this.responding.get(request.socket) === response) this.responding.delete(request.socket);
-      if (!response.writableFinished) controller.abort();
-    });
+    response.once('close', () => this.untrack(exchange));
     if (this.isClosing) {
       response.shouldKeepAlive = false;
-      controller.abort();
+      exchange.abort();
     }
-    return controller;
+    return exchange;
   }
 
-  private failed(request: IncomingMessage, response: ServerResponse, error: unknown): void {
+  /** The response closed: unfinished, it means the client went away, so the request is aborted. */
+  private untrack(exchange: Exchange): void {
+    const { request, response } = exchange;
+    this.inflight.delete(exchange);
+    if (this.inflight.size === 0) this.onDrained?.();
+    if (this.responding.get(request.socket) === response) this.responding.delete(request.socket);
+    if (!response.writableFinished) exchange.abort();
+  }
+
+  private failed(exchange: Exchange, error: unknown): void {
+    const { request, response } = exchange;
     // A client gone mid-body gets no answer; its connection is dropped so close() need not wait.
     if (error instanceof RequestGone || response.destroyed) return void response.destroy();
-    // A handler that gave up because its signal aborted (disconnect, shutdown): Consul logs "Request cancelled".
-    if (this.signals.get(request)?.aborted) {
+    // A handler that gave up because its request was aborted (disconnect, shutdown): Consul logs "Request cancelled".
+    if (exchange.isAborted) {
       this.options.logger.info('Request cancelled', { method: request.method ?? '', from: clientAddress(request.socket), error: describe(error) });
       return void response.destroy();
     }
     this.options.logger.error('Request error', { method: request.method ?? '', from: clientAddress(request.socket), error: describe(error) });
-    if (!response.headersSent) writeText(response, 500, describe(error));
-    else response.destroy();
+    if (response.headersSent) return void response.destroy();
+    // A writeHead that threw on a bad header value has already set its status text ("OK").
+    response.statusMessage = '';
+    writeText(response, 500, exchange.baseHeaders, describe(error));
   }
 }
 
 /**
- * The body, or the byte count that broke `max` (Content-Length first, so nothing is buffered).
- * Rejects with RequestGone when the client disconnects or times out mid-body.
+ * Calls `next` with the value: at once when it is not a promise, else once the promise
+ * fulfils. Most requests wait for nothing, and answering them in the tick they arrived saves
+ * the microtask hops an await would cost. `onError` gets the promise's rejection or whatever
+ * `next` throws.
  */
-function readBody(request: IncomingMessage, response: ServerResponse, max: number, signal: AbortSignal): Promise<Uint8Array | number> {
+function whenReady<T>(value: T | Promise<T>, next: (value: T) => void, onError: (error: unknown) => void): void {
+  if (value instanceof Promise) {
+    value.then(next).catch(onError);
+    return;
+  }
+  try {
+    next(value);
+  } catch (error) {
+    onError(error);
+  }
+}
+
+/** The body of a request that declares none (shared: a zero-length buffer cannot be written to). */
+const EMPTY_BODY = Buffer.alloc(0);
+
+/**
+ * The body, or the byte count that broke `max` (Content-Length first, so nothing is buffered).
+ * A request declaring no body (no Content-Length nor Transfer-Encoding, or a zero length) has it
+ * at once. Throws or rejects with RequestGone when the request was aborted (client gone, server
+ * closing) before its body was complete.
+ */
+function readBody(exchange: Exchange, max: number): Uint8Array | number | Promise<Uint8Array | number> {
+  const { request, response } = exchange;
   const declared = Number(request.headers['content-length'] ?? -1);
-  if (declared > max) return Promise.resolve(declared);
+  if (declared > max) return declared;
   if (/100-continue/i.test(String(request.headers['expect'] ?? ''))) response.writeContinue();
+  if (exchange.isAborted) throw new RequestGone('request aborted before its body');
+  if (declared === 0 || (declared === -1 && request.headers['transfer-encoding'] === undefined)) return EMPTY_BODY;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
     const finish = (outcome: () => void): void => {
       request.off('data', onData).off('end', onEnd).off('error', onGone).off('aborted', onGone);
-      signal.removeEventListener('abort', onGone);
+      exchange.onAbortBody = undefined;
       outcome();
     };
     const onData = (chunk: Buffer): void => {
@@ -454,13 +580,35 @@ function readBody(request: IncomingMessage, response: ServerResponse, max: numbe
     };
     const onEnd = (): void => finish(() => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     const onGone = (): void => finish(() => reject(new RequestGone('client went away mid-body')));
-    if (signal.aborted) return onGone();
     request.on('data', onData).on('end', onEnd).on('error', onGone).on('aborted', onGone);
-    signal.addEventListener('abort', onGone);
+    exchange.onAbortBody = onGone;
   });
 }
 
-type Target = { path: string; rawPath: string; rawQuery: string } | 'asterisk' | undefined;
+/** The two headers parseToken reads, each with its values in arrival order (headersDistinct's shape, without building it all). */
+function tokenHeaders(rawHeaders: readonly string[]): Record<string, string[]> {
+  const found: Record<string, string[]> = {};
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
+    const raw = rawHeaders[index]!;
+    if (raw.length !== TOKEN_HEADER.length && raw.length !== AUTHORIZATION_HEADER.length) continue;
+    const name = raw.toLowerCase();
+    if (name === TOKEN_HEADER || name === AUTHORIZATION_HEADER) (found[name] ??= []).push(rawHeaders[index + 1]!);
+  }
+  return found;
+}
+
+const TOKEN_HEADER = 'x-consul-token';
+const AUTHORIZATION_HEADER = 'authorization';
+
+interface ParsedTarget {
+  /** Decoded. */
+  readonly path: string;
+  /** As received (latin1 characters for the bytes). */
+  readonly rawPath: string;
+  readonly rawQuery: string;
+}
+
+type Target = ParsedTarget | 'asterisk' | undefined;
 
 /**
  * Splits the request target as Go's url.ParseRequestURI does: origin form, absolute form, or
@@ -469,15 +617,35 @@ type Target = { path: string; rawPath: string; rawQuery: string } | 'asterisk' |
  */
 function parseTarget(url: string): Target {
   if (url === '*') return 'asterisk';
-  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?]*/.exec(url);
+  const absolute = url.startsWith('/') ? null : /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?]*/.exec(url);
   const rest = absolute ? url.slice(absolute[0].length) : url;
   if (!absolute && !rest.startsWith('/')) return undefined;
   const queryStart = rest.indexOf('?');
   const rawPath = queryStart === -1 ? rest : rest.slice(0, queryStart);
   const rawQuery = queryStart === -1 ? '' : rest.slice(queryStart + 1);
+  // Plain ASCII without escapes is its own decoding.
+  if (isAscii(rawPath) && !rawPath.includes('%')) return { path: rawPath, rawPath, rawQuery };
   const bytes = percentDecode(Buffer.from(rawPath, 'latin1'));
   if (bytes === undefined) return undefined;
-  return { path: new TextDecoder('utf-8').decode(bytes), rawPath, rawQuery };
+  return { path: UTF8.decode(bytes), rawPath, rawQuery };
+}
+
+/** Replaces invalid sequences with U+FFFD, as Go's routing of raw bytes shows them. */
+const UTF8 = new TextDecoder('utf-8');
+
+/** Whether every character is below 0x80 (so latin1 and UTF-8 readings agree). */
+function isAscii(text: string): boolean {
+  for (let index = 0; index < text.length; index++) if (text.charCodeAt(index) >= 0x80) return false;
+  return true;
+}
+
+/** unicode.IsPrint over the path; printable ASCII (0x20-0x7E) is checked without the Unicode regex. */
+function isPrintable(path: string): boolean {
+  for (let index = 0; index < path.length; index++) {
+    const code = path.charCodeAt(index);
+    if (code < 0x20 || code > 0x7e) return !NON_PRINTABLE.test(path);
+  }
+  return true;
 }
 
 /** Decodes %XX escapes over bytes; undefined for a malformed escape (Go: 400). */
@@ -501,13 +669,14 @@ function percentDecode(input: Buffer): Buffer | undefined {
 
 /** Go's url.ParseQuery: undefined on a malformed escape or a ';' separator (Consul answers 500). */
 function parseQuery(rawQuery: string): URLSearchParams | undefined {
-  if (rawQuery.includes(';') || /%(?![0-9A-Fa-f]{2})/.test(rawQuery)) return undefined;
-  const bytes = Buffer.from(rawQuery, 'latin1');
-  return new URLSearchParams(bytes.toString('utf8'));
+  if (rawQuery.includes(';') || (rawQuery.includes('%') && /%(?![0-9A-Fa-f]{2})/.test(rawQuery))) return undefined;
+  // The characters are the target's bytes: read them as UTF-8 unless they are plain ASCII already.
+  return new URLSearchParams(isAscii(rawQuery) ? rawQuery : Buffer.from(rawQuery, 'latin1').toString('utf8'));
 }
 
 /** Go ServeMux's cleanPath: path.Clean, keeping a trailing slash. */
 function cleanPath(path: string): string {
+  if (isCleanPath(path)) return path;
   const segments: string[] = [];
   for (const segment of path.split('/')) {
     if (segment === '' || segment === '.') continue;
@@ -518,22 +687,34 @@ function cleanPath(path: string): string {
   return path.endsWith('/') && cleaned !== '/' ? `${cleaned}/` : cleaned;
 }
 
+/** A rooted path with no empty (but a trailing), "." or ".." segment: cleanPath leaves it as it is. */
+function isCleanPath(path: string): boolean {
+  if (!path.startsWith('/') || path.includes('//')) return false;
+  return !(path.includes('/./') || path.includes('/../') || path.endsWith('/.') || path.endsWith('/..'));
+}
+
 /** The URL for logs: ?token values and legacy ACL path tokens hidden, as Consul does. */
-function redactUrl(rawPath: string, rawQuery: string): string {
-  const path = rawPath.replace(LEGACY_ACL_PATH, '$1<hidden>');
-  if (rawQuery === '') return path;
-  const parts = rawQuery.split('&').map((part) => (/^token(=|$)/.test(part) ? 'token=<hidden>' : part));
+function redactUrl(target: ParsedTarget): string {
+  const path = target.rawPath.replace(LEGACY_ACL_PATH, '$1<hidden>');
+  if (target.rawQuery === '') return path;
+  const parts = target.rawQuery.split('&').map((part) => (/^token(=|$)/.test(part) ? 'token=<hidden>' : part));
   return `${path}?${parts.join('&')}`;
 }
 
-function writeResult(response: ServerResponse, result: HttpResponse, isPretty: boolean): void {
-  for (const [name, value] of Object.entries(result.headers ?? {})) response.setHeader(canonicalHeaderName(name), value);
+/** Writes a handler's result after `baseHeaders`; the result's own headers replace same-named ones. */
+function writeResult(response: ServerResponse, baseHeaders: HeaderList, result: HttpResponse, isPretty: boolean): void {
+  let headers = baseHeaders;
+  if (result.headers !== undefined) {
+    const merged = [...baseHeaders];
+    for (const [name, value] of Object.entries(result.headers)) putHeader(merged, canonicalHeaderName(name), value);
+    headers = merged;
+  }
   const status = result.status ?? 200;
-  if ('text' in result) return writeText(response, status, result.text);
-  if ('bytes' in result) return writeBody(response, status, result.contentType, result.bytes);
+  if ('text' in result) return writeText(response, status, headers, result.text);
+  if ('bytes' in result) return writeBody(response, status, headers, result.contentType, result.bytes);
   // Consul's wrap writes no body for a nil result (agent service register answers 200, empty).
-  if (result.json === undefined) return writeEmpty(response, status);
-  writeBody(response, status, 'application/json', goJsonEscape(serializeJson(result.json, isPretty)));
+  if (result.json === undefined) return writeEmpty(response, status, headers);
+  writeBody(response, status, headers, 'application/json', goJsonEscape(serializeJson(result.json, isPretty)));
 }
 
 /** Marks bigints inside JSON.stringify's output; random per process, so user data cannot forge it. */
@@ -566,38 +747,69 @@ function goJsonEscape(json: string): string {
 }
 
 /** Plain text; an empty text is an empty body without Content-Type, as Go sends a bare WriteHeader. */
-function writeText(response: ServerResponse, status: number, text: string): void {
-  if (text === '') return writeEmpty(response, status);
-  writeBody(response, status, 'text/plain; charset=utf-8', text);
+function writeText(response: ServerResponse, status: number, headers: HeaderList, text: string): void {
+  if (text === '') return writeEmpty(response, status, headers);
+  writeBody(response, status, headers, 'text/plain; charset=utf-8', text);
 }
 
-function writeBody(response: ServerResponse, status: number, contentType: string, body: string | Uint8Array): void {
+/**
+ * Every response goes out through one writeHead with the raw header list: node:http's fastest
+ * path (setHeader per header costs a map entry and a validation each).
+ */
+function writeBody(response: ServerResponse, status: number, headers: HeaderList, contentType: string, body: string | Uint8Array): void {
   const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-  response.writeHead(status, { 'Content-Type': contentType, 'Content-Length': length });
+  const all = [...headers];
+  putHeader(all, 'Content-Type', contentType);
+  putHeader(all, 'Content-Length', String(length));
+  response.writeHead(status, all);
   response.end(body);
 }
 
-function writeEmpty(response: ServerResponse, status: number, headers: Record<string, string> = {}): void {
-  response.writeHead(status, { ...headers, 'Content-Length': 0 });
+function writeEmpty(response: ServerResponse, status: number, headers: HeaderList): void {
+  const all = [...headers];
+  putHeader(all, 'Content-Length', '0');
+  response.writeHead(status, all);
   response.end();
 }
 
 /** Go's http.Redirect with 301 to an escaped path: an HTML body for GET only. */
-function writeRedirect(response: ServerResponse, method: string, escapedPath: string, rawQuery: string): void {
+function writeRedirect(response: ServerResponse, method: string, baseHeaders: HeaderList, escapedPath: string, rawQuery: string): void {
   const location = escapedPath + (rawQuery === '' ? '' : `?${rawQuery}`);
-  response.setHeader('Location', location);
-  if (method !== 'GET' && method !== 'HEAD') return writeEmpty(response, 301);
+  const headers = [...baseHeaders];
+  putHeader(headers, 'Location', location);
+  if (method !== 'GET' && method !== 'HEAD') return writeEmpty(response, 301, headers);
   const body = method === 'GET' ? `<a href="${htmlEscape(location)}">Moved Permanently</a>.\n\n` : '';
-  writeBody(response, 301, 'text/html; charset=utf-8', body);
+  writeBody(response, 301, headers, 'text/html; charset=utf-8', body);
 }
 
 /** A Go server-level error: status line reason carries the detail, body repeats it, then close. */
 function writeGoError(response: ServerResponse, status: number, reason: string): void {
   response.shouldKeepAlive = false;
-  if (reason === '') return writeEmpty(response, status, { Connection: 'close' });
+  if (reason === '') return writeEmpty(response, status, ['Connection', 'close']);
   const body = `${status} ${reason}`;
   response.writeHead(status, reason, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', 'Content-Length': Buffer.byteLength(body) });
   response.end(body);
+}
+
+/** Configured headers as a list, in Go's canonical case, a later duplicate replacing an earlier one. */
+function headerList(entries: readonly (readonly [string, string])[]): string[] {
+  const headers: string[] = [];
+  for (const [name, value] of entries) putHeader(headers, canonicalHeaderName(name), value);
+  return headers;
+}
+
+/**
+ * Sets `name` in the list as setHeader would: replacing its value in place when present, else
+ * appending. Names are in canonical case, so one header has one spelling.
+ */
+function putHeader(headers: string[], name: string, value: string): void {
+  for (let index = 0; index < headers.length; index += 2) {
+    if (headers[index] === name) {
+      headers[index + 1] = value;
+      return;
+    }
+  }
+  headers.push(name, value);
 }
 
 function goErrorResponse(statusLine: string, body: string): string {
