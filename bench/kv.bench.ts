@@ -15,7 +15,8 @@
 //
 // Parked blocking queries run first, on the fresh agent, so wrk's garbage does not hide in the
 // RSS baseline: a child process (this file with `park` as its argument) opens BENCH_PARKED
-// (10,000) connections, each `GET /v1/kv/blocking/key?index=<X-Consul-Index>&wait=5m`; once the
+// (10,000) raw-socket connections (node:http's client parsing 10k answers at once cost more CPU
+// than the agent's release), each `GET /v1/kv/blocking/key?index=<X-Consul-Index>&wait=5m`; once the
 // agent holds them all (its rpc.queries_blocking gauge if it reports one, else all written + 1 s)
 // it PUTs the key and times every response from the moment the PUT is sent. The agent's extra
 // RSS is VmRSS while parked minus VmRSS before. The etcd peer
@@ -33,6 +34,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -234,17 +236,33 @@ http.createServer((req, res) => {
 // ---------------------------------------------------------------------------------------------
 // Parking client (child process)
 
-/** One blocking GET; resolves with its completion time, or rejects. */
-function blockingGet(agent: Agent, spec: ParkSpec, index: number, onWritten: () => void): Promise<{ doneAt: number; ok: boolean }> {
+/**
+ * One blocking GET on its own raw socket; resolves with its completion time, or rejects. Raw
+ * sockets, not node:http: 10,000 http.ClientRequest/IncomingMessage pairs parsing at once cost
+ * the client ~1 s of CPU, enough to hide the agent's release time behind the client's. The
+ * agent answers with Content-Length (no chunking), so the end of the response is known from the
+ * header block alone.
+ */
+function blockingGet(spec: ParkSpec, index: number, onWritten: () => void): Promise<{ doneAt: number; ok: boolean }> {
   return new Promise((resolveGet, rejectGet) => {
-    const req = request({ host: '127.0.0.1', port: spec.port, path: `/v1/kv/${spec.key}?index=${index}&wait=5m`, agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolveGet({ doneAt: performance.now(), ok: res.statusCode === 200 && Number(res.headers['x-consul-index']) > index }));
-      res.on('error', rejectGet);
+    const socket = connect({ host: '127.0.0.1', port: spec.port });
+    let received = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      received += chunk;
+      const headerEnd = received.indexOf('\r\n\r\n');
+      if (headerEnd < 0) return;
+      const head = received.slice(0, headerEnd);
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+      if (received.length - headerEnd - 4 < length) return;
+      const doneAt = performance.now();
+      const responseIndex = Number(/\r\nx-consul-index: *(\d+)/i.exec(head)?.[1] ?? NaN);
+      socket.destroy();
+      resolveGet({ doneAt, ok: head.startsWith('HTTP/1.1 200 ') && responseIndex > index });
     });
-    req.on('finish', onWritten);
-    req.on('error', rejectGet);
-    req.end();
+    socket.on('error', rejectGet);
+    socket.on('close', () => rejectGet(new Error('connection closed before a complete response')));
+    socket.write(`GET /v1/kv/${spec.key}?index=${index}&wait=5m HTTP/1.1\r\nHost: 127.0.0.1:${spec.port}\r\n\r\n`, () => onWritten());
   });
 }
 
@@ -279,7 +297,6 @@ function putValue(port: number, key: string, value: string): Promise<void> {
  */
 async function runPark(spec: ParkSpec): Promise<ParkResult> {
   const index = await currentIndex(spec.port, spec.key);
-  const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const openStart = performance.now();
   let written = 0;
   let early = 0;
@@ -295,7 +312,7 @@ async function runPark(spec: ParkSpec): Promise<ParkResult> {
   for (let i = 0; i < spec.count; i++) {
     while (i - written >= PARK_CONNECTING_MAX) await new Promise<void>((resolveWake) => (wake = resolveWake));
     pending.push(
-      blockingGet(agent, spec, index, onWritten).then(
+      blockingGet(spec, index, onWritten).then(
         ({ doneAt, ok }) => {
           if (doneAt < releasedAt) early++;
           if (!ok) bad++;

@@ -233,22 +233,28 @@ interface DbRoot {
 interface Watcher {
   readonly callback: () => void;
   isDone: boolean;
-  /** Where this watcher is registered, to remove it everywhere once it fires or is cancelled. */
-  readonly registrations: Registration[];
+  /**
+   * The groups this watcher is in, to leave them all once it fires or is cancelled. Holding the
+   * shared groups (not one record per registration) keeps a parked query's watcher to two
+   * small objects: thousands of queries parked on one key share one group.
+   */
+  readonly groups: WatchGroup[];
 }
 
-/** One place a watcher is registered; `owner`/`key` let an emptied set be dropped from its map. */
-interface Registration {
-  readonly set: Set<Watcher>;
-  readonly owner?: Map<string, Set<Watcher>>;
-  readonly key?: string;
+/** The watchers of one index key or prefix, or of a whole table. */
+interface WatchGroup {
+  /** Invariant: only watchers that are not done; a group in a map is never empty. */
+  readonly watchers: Set<Watcher>;
+  /** The map holding this group under `key`, so an emptied group is dropped; undefined for a table. */
+  readonly owner: Map<string, WatchGroup> | undefined;
+  readonly key: string;
 }
 
 interface TableWatchers {
-  readonly whole: Set<Watcher>;
+  readonly whole: WatchGroup;
   /** index name -> key -> watchers */
-  readonly exact: Map<string, Map<string, Set<Watcher>>>;
-  readonly prefix: Map<string, Map<string, Set<Watcher>>>;
+  readonly exact: Map<string, Map<string, WatchGroup>>;
+  readonly prefix: Map<string, Map<string, WatchGroup>>;
 }
 
 /** Resolved names for fast lookups. */
@@ -272,7 +278,7 @@ export class MemDb {
       const indexNumbers = new Map(table.indexes.map((index, i) => [index.name, i] as const));
       assert.equal(indexNumbers.size, table.indexes.length, `duplicate index in table ${table.name}`);
       this.tableInfo.set(table.name, { number, schema: table as TableSchema<unknown>, indexNumbers });
-      this.watchers.set(table.name, { whole: new Set(), exact: new Map(), prefix: new Map() });
+      this.watchers.set(table.name, { whole: { watchers: new Set(), owner: undefined, key: '' }, exact: new Map(), prefix: new Map() });
     });
     this.root = emptyRoot(schema, 0);
   }
@@ -309,7 +315,7 @@ export class MemDb {
    * function that cancels the watch. The caller owns timeouts.
    */
   watch(watchSet: WatchSet, callback: () => void): () => void {
-    const watcher: Watcher = { callback, isDone: false, registrations: [] };
+    const watcher: Watcher = { callback, isDone: false, groups: [] };
     if (watchSet.sequence !== this.root.sequence) {
       queueMicrotask(() => this.fire(watcher));
       return () => this.cancel(watcher);
@@ -322,8 +328,8 @@ export class MemDb {
   watcherCount(): number {
     const all = new Set<Watcher>();
     for (const table of this.watchers.values()) {
-      for (const watcher of table.whole) all.add(watcher);
-      for (const byKey of [...table.exact.values(), ...table.prefix.values()]) for (const set of byKey.values()) for (const watcher of set) all.add(watcher);
+      for (const watcher of table.whole.watchers) all.add(watcher);
+      for (const byKey of [...table.exact.values(), ...table.prefix.values()]) for (const group of byKey.values()) for (const watcher of group.watchers) all.add(watcher);
     }
     return all.size;
   }
@@ -349,16 +355,17 @@ export class MemDb {
   private collectWatchers(table: string, changed: TableChanges, into: Set<Watcher>): void {
     const watchers = this.watchers.get(table);
     assert.ok(watchers);
-    for (const watcher of watchers.whole) into.add(watcher);
+    for (const watcher of watchers.whole.watchers) into.add(watcher);
     if (changed === 'all') {
-      for (const byKey of [...watchers.exact.values(), ...watchers.prefix.values()]) for (const set of byKey.values()) for (const watcher of set) into.add(watcher);
+      for (const byKey of [...watchers.exact.values(), ...watchers.prefix.values()]) for (const group of byKey.values()) for (const watcher of group.watchers) into.add(watcher);
       return;
     }
     for (const [index, keys] of changed) {
       const exact = watchers.exact.get(index);
       const prefix = watchers.prefix.get(index);
       for (const key of keys) {
-        for (const watcher of exact?.get(key) ?? []) into.add(watcher);
+        const group = exact?.get(key);
+        if (group) for (const watcher of group.watchers) into.add(watcher);
         if (prefix && prefix.size > 0) collectPrefixWatchers(prefix, key, into);
       }
     }
@@ -368,17 +375,17 @@ export class MemDb {
     const table = this.watchers.get(target.table);
     assert.ok(table, `unknown table ${target.table}`);
     if (target.kind === 'table') {
-      table.whole.add(watcher);
-      watcher.registrations.push({ set: table.whole });
+      table.whole.watchers.add(watcher);
+      watcher.groups.push(table.whole);
       return;
     }
     const byIndex = target.kind === 'exact' ? table.exact : table.prefix;
     let byKey = byIndex.get(target.index);
     if (!byKey) byIndex.set(target.index, (byKey = new Map()));
-    let set = byKey.get(target.key);
-    if (!set) byKey.set(target.key, (set = new Set()));
-    set.add(watcher);
-    watcher.registrations.push({ set, owner: byKey, key: target.key });
+    let group = byKey.get(target.key);
+    if (!group) byKey.set(target.key, (group = { watchers: new Set(), owner: byKey, key: target.key }));
+    group.watchers.add(watcher);
+    watcher.groups.push(group);
   }
 
   private fire(watcher: Watcher): void {
@@ -387,25 +394,27 @@ export class MemDb {
     watcher.callback();
   }
 
+  /** O(groups of this watcher): each leave is a Set delete. */
   private cancel(watcher: Watcher): void {
     watcher.isDone = true;
-    for (const { set, owner, key } of watcher.registrations) {
-      set.delete(watcher);
-      // Drop emptied key sets so the registry holds only live watches.
-      if (set.size === 0 && owner && key !== undefined && owner.get(key) === set) owner.delete(key);
+    for (const group of watcher.groups) {
+      group.watchers.delete(watcher);
+      // Drop emptied groups so the registry holds only live watches.
+      if (group.watchers.size === 0 && group.owner?.get(group.key) === group) group.owner.delete(group.key);
     }
-    watcher.registrations.length = 0;
+    watcher.groups.length = 0;
   }
 }
 
 /** Watchers of any prefix of `key`: scan the shorter of the key's prefixes or the registrations. */
-function collectPrefixWatchers(prefixes: Map<string, Set<Watcher>>, key: string, into: Set<Watcher>): void {
+function collectPrefixWatchers(prefixes: Map<string, WatchGroup>, key: string, into: Set<Watcher>): void {
   if (prefixes.size < key.length + 1) {
-    for (const [prefix, set] of prefixes) if (key.startsWith(prefix)) for (const watcher of set) into.add(watcher);
+    for (const [prefix, group] of prefixes) if (key.startsWith(prefix)) for (const watcher of group.watchers) into.add(watcher);
     return;
   }
   for (let length = 0; length <= key.length; length++) {
-    for (const watcher of prefixes.get(key.slice(0, length)) ?? []) into.add(watcher);
+    const group = prefixes.get(key.slice(0, length));
+    if (group) for (const watcher of group.watchers) into.add(watcher);
   }
 }
 

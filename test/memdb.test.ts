@@ -331,6 +331,24 @@ describe('watch sets', () => {
     assert.equal(db.watcherCount(), 0);
   });
 
+  test('many watchers of one key: each fires once, a cancelled one never, and the key leaves the registry', () => {
+    const db = new MemDb(SCHEMA);
+    insertAll(db, [item('hot'), item('cold')]);
+    const watchers = Array.from({ length: 2_000 }, () => watched(db, (txn) => txn.first('items', 'id', 'hot')));
+    const onCold = watched(db, (txn) => txn.first('items', 'id', 'cold'));
+    for (let i = 0; i < watchers.length; i += 2) watchers[i]!.cancel();
+    assert.equal(db.watcherCount(), 1_001);
+    insertAll(db, [item('hot', { version: 1 })]);
+    watchers.forEach((watcher, i) => assert.equal(watcher.fired(), i % 2, `watcher ${i}`));
+    assert.equal(onCold.fired(), 0);
+    assert.equal(db.watcherCount(), 1, 'only the other key is still watched');
+    insertAll(db, [item('hot', { version: 2 })]);
+    assert.ok(watchers.every((watcher, i) => watcher.fired() === i % 2), 'a fired watcher never fires again');
+    onCold.cancel();
+    onCold.cancel();
+    assert.equal(db.watcherCount(), 0, 'cancel is idempotent');
+  });
+
   test('a change between the read and the watch fires at once', async () => {
     const db = new MemDb(SCHEMA);
     const ws = new WatchSet();

@@ -216,6 +216,23 @@ describe('blockingQuery', () => {
     }
   });
 
+  test('a long wait jitters in PARK_JITTER_STEPS steps, still below wait/16', async (t: TestContext) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    // wait=5m: jitter limit 18,750 ms, step ceil(18,750 / 64) = 293 ms; rng 0.999 -> 18,731 -> 63 steps.
+    const expectedMs = 300_000 + 63 * 293;
+    assert.ok(expectedMs - 300_000 < 300_000 / 16);
+    const { ctx, fsm } = setup(stubServer(), { rng: () => 0.999 });
+    setKey(fsm, 7, 'a', 'one');
+    let settled = false;
+    const pending = blockingQuery(ctx, options(ctx, 'index=7&wait=5m'), new AbortController().signal, getKey('a')).then(() => (settled = true));
+    await settle();
+    t.mock.timers.tick(expectedMs - 1);
+    await settle();
+    assert.equal(settled, false);
+    t.mock.timers.tick(1);
+    await pending;
+  });
+
   test('a real short wait returns 200-style data after about the wait', async () => {
     const { ctx, fsm } = setup(stubServer(), { rng: () => 0.999 });
     setKey(fsm, 3, 'a', 'one');
@@ -270,6 +287,35 @@ describe('blockingQuery', () => {
     assert.ok(elapsedMs < 3_000, `released in ${elapsedMs} ms`);
     assert.ok(heapDeltaMb < 200, `parked heap ${heapDeltaMb} MB`);
     t.diagnostic(`10k parked: heap +${heapDeltaMb.toFixed(1)} MB, released in ${elapsedMs.toFixed(0)} ms`);
+  });
+
+  test('a write answers parked queries after its own turn, not inside the commit', async () => {
+    const { ctx, fsm, state } = setup();
+    setKey(fsm, 1, 'a', 'one');
+    let answered = 0;
+    const pending = [1, 2, 3].map(() => blockingQuery(ctx, options(ctx, 'index=1&wait=10m'), new AbortController().signal, getKey('a')).then((r) => (answered++, r)));
+    await settle();
+    setKey(fsm, 2, 'a', 'two');
+    assert.equal(state.db.watcherCount(), 0, 'the commit released the watchers at once');
+    // The writer answers from promise callbacks after its commit: none of the woken queries may
+    // run before them.
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    assert.equal(answered, 0, 'no parked query answered in the writer\'s microtasks');
+    const results = await Promise.all(pending);
+    assert.deepEqual(results.map((r) => r.meta.index), [2, 2, 2]);
+  });
+
+  test('a query woken and aborted in the same turn rejects with the abort, and the late wake is ignored', async () => {
+    const { ctx, fsm, state } = setup();
+    setKey(fsm, 1, 'a', 'one');
+    const controller = new AbortController();
+    const pending = blockingQuery(ctx, options(ctx, 'index=1&wait=10m'), controller.signal, getKey('a'));
+    await settle();
+    setKey(fsm, 2, 'a', 'two');
+    controller.abort(new Error('client went away'));
+    await assert.rejects(pending, /client went away/);
+    await settle();
+    assert.equal(state.db.watcherCount(), 0);
   });
 });
 
