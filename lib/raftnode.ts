@@ -71,6 +71,7 @@ import { voterIds, type ConfigurationChange } from './raftconfig.js';
 import { logStoreStorage } from './raftlog.js';
 import { RaftTransport, type AppendPipeline, type RaftRpc, type RaftRpcResponse } from './rafttransport.js';
 import { RAFT_PROTOCOL_VERSION, type AppendEntriesRequest, type AppendEntriesResponse as WireAppendResponse, type RpcHeader } from './raftwire.js';
+import { flushCoalesced } from './sockets.js';
 import { FileSnapshotStore, MemorySnapshotStore, type RaftServer, type SnapshotMeta, type SnapshotSink, type SnapshotStore } from './snapshot.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -495,6 +496,8 @@ export class RaftNode {
     const isEarlySend = this.raft.state === 'leader' && ready.snapshot === undefined && !this.changesTermOrVote(ready.hardState);
     const early: RaftMessage[] = isEarlySend ? ready.messages.filter((message) => message.type === 'appendEntries') : [];
     for (const message of early) this.sendOrDrop(message);
+    // The log store's fsync below blocks the loop: the early messages must be on the wire first.
+    if (early.length > 0) flushCoalesced();
     if (ready.snapshot !== undefined) await this.installSnapshot(ready.snapshot);
     if (ready.entries.length > 0) await this.appendEntries(ready.entries);
     if (ready.hardState !== undefined) await this.persistHardState(ready.hardState);
