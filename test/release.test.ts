@@ -152,6 +152,33 @@ describe('the copied release', () => {
     }
   });
 
+  test('a persistent single server (-server -bootstrap -data-dir) keeps KV writes across a restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'release-persist-'));
+    const port = await freePort();
+    const args = ['-server', '-bootstrap', '-data-dir', dataDir, '-bind', '127.0.0.1', '-http-port', String(port), '-server-port', String(await freePort()), '-serf-lan-port', String(await freePort()), '-serf-wan-port', String(await freePort()), '-dns-port', '-1'];
+    const leads = async (): Promise<true | undefined> => ((await httpRequest(port, 'GET', '/v1/status/leader').catch(() => undefined))?.body.startsWith('"127.0.0.1') ? true : undefined);
+    const first = startAgent(args);
+    try {
+      await waitFor('the first start to lead', leads);
+      const put = await fetch(`http://127.0.0.1:${port}/v1/kv/kept`, { method: 'PUT', body: 'across restarts' });
+      assert.equal(await put.text(), 'true');
+    } finally {
+      first.child.kill('SIGTERM');
+    }
+    await first.finished;
+    const second = startAgent(args);
+    try {
+      await waitFor('the restart to lead', leads);
+      const reply = await httpRequest(port, 'GET', '/v1/kv/kept?raw');
+      assert.equal(reply.status, 200);
+      assert.equal(reply.body, 'across restarts');
+    } finally {
+      second.child.kill('SIGTERM');
+      await second.finished;
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   test('-log-json writes only JSON lines and no banner', async () => {
     const port = await freePort();
     const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-log-json', '-http-port', String(port), '-dns-port', '-1']);
