@@ -38,6 +38,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { ChildProcesses } from './processes.js';
 import { freePort, httpRequest, waitFor } from '../test/support.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -371,33 +372,7 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
 // ---------------------------------------------------------------------------------------------
 // Orchestration (parent process)
 
-const children = new Set<ChildProcess>();
-let stopping = false;
-
-function startProcess(command: string, args: readonly string[], cwd: string, name: string): ChildProcess {
-  const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let output = '';
-  const keep = (chunk: Buffer): void => {
-    output += chunk.toString();
-    if (output.length > 20_000) output = output.slice(-10_000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  child.on('exit', (code, signal) => {
-    children.delete(child);
-    if (!stopping) process.stderr.write(`${name} exited early (${code ?? signal}):\n${output.slice(-2_000)}\n`);
-  });
-  return child;
-}
-
-async function stopAll(): Promise<void> {
-  stopping = true;
-  const exits = [...children].map((child) => new Promise<void>((resolveExit) => child.once('exit', () => resolveExit())));
-  for (const child of children) child.kill('SIGKILL');
-  await Promise.race([Promise.all(exits), new Promise((resolveWait) => setTimeout(resolveWait, 5_000))]);
-  stopping = false;
-}
+const children = new ChildProcesses();
 
 /** The soft and hard `ulimit -n` this process passes on to its children. */
 function fdLimits(): { soft: number; hard: number } {
@@ -466,7 +441,7 @@ async function startAgent(scratch: string, distDir: string): Promise<{ port: num
   if (CPU_PROF_DIR !== undefined) args.unshift('--cpu-prof', `--cpu-prof-dir=${resolve(CPU_PROF_DIR)}`);
   // The agent itself holds one socket per parked query.
   const launch = withFdLimit(PARKED + FD_HEADROOM, args) ?? { command: process.execPath, args, limit: fdLimits().soft };
-  const child = startProcess(launch.command, launch.args, scratch, 'consul-ts agent');
+  const { child } = children.start(launch.command, launch.args, scratch, 'consul-ts agent');
   await waitFor('the consul-ts agent', async () => ((await httpRequest(port, 'GET', '/v1/status/leader')).body.length > 2 ? true : undefined), 30_000);
   return { port, pid: child.pid!, fdLimit: launch.limit };
 }
@@ -475,7 +450,7 @@ async function startEtcd(scratch: string): Promise<number> {
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
-  startProcess(ETCD, [
+  children.start(ETCD, [
     '--name', 'e0', '--data-dir', join(scratch, 'etcd-data'), '--listen-client-urls', client, '--advertise-client-urls', client,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `e0=${peer}`,
     '--initial-cluster-state', 'new', '--initial-cluster-token', 'consul-ts-kv-bench', '--logger', 'zap', '--log-level', 'error',
@@ -501,7 +476,7 @@ function kvShapedBody(): string {
 
 async function startServers(scratch: string, distDir: string): Promise<Servers> {
   const bare = await freePort();
-  startProcess(process.execPath, ['-e', BARE_SERVER, String(bare), kvShapedBody()], scratch, 'bare node:http');
+  children.start(process.execPath, ['-e', BARE_SERVER, String(bare), kvShapedBody()], scratch, 'bare node:http');
   await waitFor('the bare server', async () => ((await httpRequest(bare, 'GET', '/')).status === 200 ? true : undefined));
   const agent = await startAgent(scratch, distDir);
   const etcd = await startEtcd(scratch);
@@ -586,8 +561,7 @@ async function benchParked(servers: Servers): Promise<ParkOutcome> {
   }
   const rssBeforeMb = readRssMb(servers.agentPid);
   const child = spawn(launch.command, launch.args, { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
+  children.track(child);
   const lines = createInterface({ input: child.stdout });
   const nextLine = (): Promise<string> => new Promise((resolveLine, rejectLine) => {
     lines.once('line', resolveLine);
@@ -700,7 +674,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-kv-bench-'));
   let agentPid: number | undefined;
   const onSignal = (): void => {
-    for (const child of children) child.kill('SIGKILL');
+    children.killAll();
     rmSync(scratch, { recursive: true, force: true });
     process.exit(130);
   };
@@ -725,14 +699,14 @@ async function main(): Promise<void> {
     printReport(rows, servers.hasConsulKv, parked, etcdVersion);
   } finally {
     if (CPU_PROF_DIR !== undefined && agentPid !== undefined) await stopForProfile(agentPid);
-    await stopAll();
+    await children.stopAll();
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
 /** SIGINT, so the agent leaves and node writes its --cpu-prof profile, then waits for the exit. */
 async function stopForProfile(pid: number): Promise<void> {
-  stopping = true;
+  children.expectExits();
   process.kill(pid, 'SIGINT');
   await waitFor('the agent to write its CPU profile and exit', () => (existsSync(`/proc/${pid}`) ? undefined : true), CPU_PROF_EXIT_MS).catch((error: unknown) => {
     process.stderr.write(`${String(error)}\n`);

@@ -12,12 +12,13 @@
 // Needs etcd (Debian package `etcd-server`). Run: npm run bench -- raft
 // Knobs: BENCH_SECONDS, BENCH_WRITERS (e.g. `64`; the target lines need 1 and 64),
 // BENCH_CPU_PROF=<dir> (`--cpu-prof` on the three consul-ts servers, written to <dir>).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { RpcClient, RpcError } from '../lib/rpc.js';
+import { ChildProcesses } from './processes.js';
 import { freePort, waitFor } from '../test/support.js';
 
 const DURATION_S = Number(process.env['BENCH_SECONDS'] ?? 5);
@@ -131,44 +132,17 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 // ---------------------------------------------------------------------------------------------
 // Orchestration (parent process)
 
-const children = new Set<ChildProcess>();
-
-function startProcess(command: string, args: string[], cwd: string, name: string): { child: ChildProcess; output: () => string } {
-  const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let output = '';
-  const keep = (chunk: Buffer): void => {
-    output += chunk.toString();
-    if (output.length > 20_000) output = output.slice(-10_000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  child.on('exit', (code, signal) => {
-    children.delete(child);
-    if (!stopping) process.stderr.write(`${name} exited early (${code ?? signal}):\n${output.slice(-2_000)}\n`);
-  });
-  return { child, output: () => output };
-}
-
-let stopping = false;
-async function stopAll(): Promise<void> {
-  stopping = true;
-  const exits = [...children].map((child) => new Promise<void>((resolveExit) => child.once('exit', () => resolveExit())));
-  for (const child of children) child.kill('SIGKILL');
-  await Promise.race([Promise.all(exits), new Promise((resolveWait) => setTimeout(resolveWait, 5_000))]);
-  stopping = false;
-}
+const children = new ChildProcesses();
 
 function runLoadChild(spec: LoadSpec): Promise<LoadResult> {
   return new Promise((resolveLoad, rejectLoad) => {
     const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, 'load', JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.add(child);
+    children.track(child);
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), spec.warmupMs + spec.durationMs + 30_000);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      children.delete(child);
       if (code === 0) resolveLoad(JSON.parse(out) as LoadResult);
       else rejectLoad(new Error(`load generator exited with ${code}: ${out}`));
     });
@@ -215,7 +189,7 @@ async function benchConsul(scratch: string, distDir: string): Promise<Map<number
       '-config-file', tuning, '-http-port', String(port.http), '-server-port', String(port.server), '-dns-port', '-1', '-log-level', 'warn',
     ];
     if (process.env['BENCH_CPU_PROF'] !== undefined) args.unshift('--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_CPU_PROF']}`);
-    startProcess(process.execPath, args, scratch, `consul-ts s${i}`);
+    children.start(process.execPath, args, scratch, `consul-ts s${i}`);
   });
   const leader = await waitFor(
     'a consul-ts leader',
@@ -236,11 +210,10 @@ async function benchConsul(scratch: string, distDir: string): Promise<Map<number
   }
   // SIGTERM first so a --cpu-prof run can write its profile.
   if (process.env['BENCH_CPU_PROF'] !== undefined) {
-    stopping = true;
-    for (const child of children) child.kill('SIGINT');
+    children.signalAll('SIGINT');
     await new Promise((resolveWait) => setTimeout(resolveWait, 3_000));
   }
-  await stopAll();
+  await children.stopAll();
   return results;
 }
 
@@ -248,7 +221,7 @@ async function benchEtcd(scratch: string): Promise<Map<number, LoadResult>> {
   const members = await Promise.all([0, 1, 2].map(async (i) => ({ name: `e${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}` })));
   const initialCluster = members.map((member) => `${member.name}=${member.peer}`).join(',');
   for (const member of members) {
-    startProcess(ETCD, [
+    children.start(ETCD, [
       '--name', member.name, '--data-dir', join(scratch, `etcd-${member.name}`),
       '--listen-client-urls', member.client, '--advertise-client-urls', member.client,
       '--listen-peer-urls', member.peer, '--initial-advertise-peer-urls', member.peer,
@@ -272,7 +245,7 @@ async function benchEtcd(scratch: string): Promise<Map<number, LoadResult>> {
   for (const writers of WRITER_COUNTS) {
     results.set(writers, await runLoadChild({ target: 'etcd', address: leader, writers, warmupMs: WARMUP_S * 1000, durationMs: DURATION_S * 1000, keyPrefix: `bench/e${writers}` }));
   }
-  await stopAll();
+  await children.stopAll();
   return results;
 }
 
@@ -285,7 +258,7 @@ async function main(): Promise<void> {
   const etcdVersion = /etcd Version: (\S+)/.exec(version.stdout ?? '')?.[1] ?? 'unknown';
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-raft-bench-'));
   const onSignal = (): void => {
-    for (const child of children) child.kill('SIGKILL');
+    children.killAll();
     rmSync(scratch, { recursive: true, force: true });
     process.exit(130);
   };
@@ -330,7 +303,7 @@ async function main(): Promise<void> {
     const e1 = etcd.get(1);
     if (c1 !== undefined && e1 !== undefined) console.log(`- 1 writer, p50 no worse than etcd: ${fmt(c1.p50Ms)} vs ${fmt(e1.p50Ms)} ms, ${verdict(c1.p50Ms <= e1.p50Ms)}`);
   } finally {
-    await stopAll();
+    await children.stopAll();
     rmSync(scratch, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,65 @@
+// The child processes a benchmark starts (servers, load generators), so that every one of them
+// is stopped on the way out, and one that dies early says so with the end of its output.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+
+/** How long stopAll() waits for killed children to exit. */
+const STOP_WAIT_MS = 5_000;
+/** Output kept per child for the "exited early" message. */
+const OUTPUT_KEPT_CHARS = 10_000;
+
+export class ChildProcesses {
+  private readonly children = new Set<ChildProcess>();
+  /** Set while we stop children on purpose: their exits are not reported. */
+  private isStopping = false;
+
+  /** Starts a long-running process; its stdout and stderr are kept (the tail) for error reports. */
+  start(command: string, args: readonly string[], cwd: string, name: string): { child: ChildProcess; output: () => string } {
+    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.length > 2 * OUTPUT_KEPT_CHARS) output = output.slice(-OUTPUT_KEPT_CHARS);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.track(child, (code, signal) => {
+      if (!this.isStopping) process.stderr.write(`${name} exited early (${code ?? signal}):\n${output.slice(-2_000)}\n`);
+    });
+    return { child, output: () => output };
+  }
+
+  /** Tracks a child started elsewhere (a load generator with its own pipes). */
+  track(child: ChildProcess, onExit: (code: number | null, signal: NodeJS.Signals | null) => void = () => undefined): void {
+    this.children.add(child);
+    child.on('exit', (code, signal) => {
+      this.children.delete(child);
+      onExit(code, signal);
+    });
+  }
+
+  /** The children are about to exit on purpose (we signal them some other way): no reports. */
+  expectExits(): void {
+    this.isStopping = true;
+  }
+
+  /** Sends `signal` to every child without waiting (SIGINT lets a --cpu-prof child write its profile). */
+  signalAll(signal: NodeJS.Signals): void {
+    this.isStopping = true;
+    for (const child of this.children) child.kill(signal);
+  }
+
+  /** SIGKILLs every child and waits (bounded) for them to exit. */
+  async stopAll(): Promise<void> {
+    this.isStopping = true;
+    const exits = [...this.children].map((child) => new Promise<void>((resolveExit) => child.once('exit', () => resolveExit())));
+    for (const child of this.children) child.kill('SIGKILL');
+    await Promise.race([Promise.all(exits), new Promise((resolveWait) => setTimeout(resolveWait, STOP_WAIT_MS))]);
+    this.isStopping = false;
+  }
+
+  /** For a signal handler: SIGKILL everything now. */
+  killAll(): void {
+    for (const child of this.children) child.kill('SIGKILL');
+  }
+}
