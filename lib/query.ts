@@ -85,6 +85,11 @@ export interface QueryServer {
   readonly lastContactMs: number | undefined;
   /** Resolves once a quorum confirmed this server leads and the FSM reached the read index. */
   readIndex(): Promise<void>;
+  /**
+   * The leader's FSM holds every write committed before it was elected: it has applied an entry
+   * of its own term (Consul's isReadyForConsistentReads, set after the leader's barrier).
+   */
+  readonly isReadyForReads: boolean;
 }
 
 export interface QueryContext {
@@ -295,7 +300,12 @@ async function admitRead(ctx: QueryContext, options: QueryOptions, signal: Abort
   // A stale read needs a state that has been fed by a leader at least once.
   if (options.consistency === 'stale' && (server.isLeader || server.lastContactMs !== undefined)) return { isConsistent, level: 'stale' };
   await waitForLeader(ctx, signal);
-  if (server.isLeader) return { isConsistent, level: isConsistent ? 'consistent' : options.consistency === 'stale' ? 'stale' : 'leader' };
+  if (server.isLeader) {
+    // A leader elected a moment ago (after a restart, say) may not have applied the entries it
+    // inherited yet: a default read waits for its first barrier instead of answering from them.
+    if (!isConsistent && !server.isReadyForReads) await confirmReadIndex(ctx);
+    return { isConsistent, level: isConsistent ? 'consistent' : options.consistency === 'stale' ? 'stale' : 'leader' };
+  }
   // A follower that knows the leader: it cannot forward yet (issue 9).
   if (isConsistent) throw new HttpError(500, `${NOT_LEADER_PREFIX}${server.leader()}`);
   return { isConsistent, level: 'stale' };

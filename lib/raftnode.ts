@@ -377,6 +377,11 @@ export class RaftNode {
     return this.raft.state === 'leader';
   }
 
+  /** Leader whose FSM has applied an entry of its own term: it holds every earlier commit. */
+  get isReadyForReads(): boolean {
+    return this.raft.state === 'leader' && this.appliedTerm === this.raft.term;
+  }
+
   /** Addresses of the voters in the configuration in force (for /v1/status/peers). */
   peers(): string[] {
     const servers = this.raft.configuration.servers;

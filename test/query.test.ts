@@ -38,15 +38,17 @@ interface StubServer extends QueryServer {
   lastContactMs: number | undefined;
   readIndexCalls: number;
   readIndexError: Error | undefined;
+  isReadyForReads: boolean;
 }
 
-function stubServer(fields: Partial<Pick<StubServer, 'isLeader' | 'leaderAddress' | 'lastContactMs'>> = {}): StubServer {
+function stubServer(fields: Partial<Pick<StubServer, 'isLeader' | 'leaderAddress' | 'lastContactMs' | 'isReadyForReads'>> = {}): StubServer {
   const server: StubServer = {
     isLeader: fields.isLeader ?? true,
     leaderAddress: fields.leaderAddress ?? '127.0.0.1:8300',
     lastContactMs: 'lastContactMs' in fields ? fields.lastContactMs : 0,
     readIndexCalls: 0,
     readIndexError: undefined,
+    isReadyForReads: fields.isReadyForReads ?? true,
     leader: () => server.leaderAddress,
     readIndex: async () => {
       server.readIndexCalls++;
@@ -353,6 +355,18 @@ describe('consistency modes', () => {
     const { ctx } = setup(server, { rpcHoldTimeoutMs: 50 });
     assert.equal((await readQuery(ctx, options(ctx, 'max_stale=10s'), getKey('a'))).meta.consistencyLevel, 'stale');
     await assert.rejects(readQuery(ctx, options(ctx, 'max_stale=1s'), getKey('a')), httpError(500, 'No cluster leader'));
+  });
+
+  test('default: a leader that has not applied an entry of its term yet waits for a barrier first', async () => {
+    const server = stubServer({ isReadyForReads: false });
+    const { ctx, fsm } = setup(server);
+    setKey(fsm, 1, 'a', 'one');
+    const result = await readQuery(ctx, options(ctx, ''), getKey('a'));
+    assert.equal(server.readIndexCalls, 1);
+    assert.equal(result.meta.consistencyLevel, 'leader');
+    server.isReadyForReads = true;
+    await readQuery(ctx, options(ctx, ''), getKey('a'));
+    assert.equal(server.readIndexCalls, 1, 'a ready leader answers default reads without a round');
   });
 
   test('consistent runs a ReadIndex round before every run', async () => {
