@@ -235,8 +235,25 @@ async function kvGet(deps: EndpointDeps, request: HttpRequest, key: string, opti
       headers: { ...headers, 'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': 'sandbox' },
     };
   }
-  return jsonResponse(deps, request, reply.value.map(dirEntryJson), headers);
+  const json = isRecurse || first === undefined ? reply.value.map(dirEntryJson) : frozenEntryList(first);
+  return jsonResponse(deps, request, json, headers);
 }
+
+/**
+ * The JSON list of one record, frozen and cached per record (records are never changed in
+ * place: a write stores a new one). Every blocking query woken by a write to the key answers
+ * with this same object, which lets lib/http.ts serialize it once for all of them.
+ */
+function frozenEntryList(record: KvRecord): readonly DirEntryJson[] {
+  let list = entryLists.get(record);
+  if (list === undefined) {
+    list = Object.freeze([Object.freeze(dirEntryJson(record))]);
+    entryLists.set(record, list);
+  }
+  return list;
+}
+
+const entryLists = new WeakMap<KvRecord, readonly DirEntryJson[]>();
 
 async function kvGetKeys(deps: EndpointDeps, request: HttpRequest, prefix: string, options: QueryOptions): Promise<HttpResponse> {
   // The misspelt parameter is older; the correct spelling wins when both are given.

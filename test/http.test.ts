@@ -19,6 +19,8 @@ import {
 import { MemorySink, createLogger } from '../lib/log.js';
 import { httpRequest, mulberry32, waitFor } from './support.js';
 
+const FROZEN_VALUE = Object.freeze([Object.freeze({ Key: '<k>', Value: 'dg==' })]);
+
 /** Requests that reached a handler, by path: proves a 413 or a refusal came before the handler. */
 const handled: string[] = [];
 const parked = { entered: 0, aborted: 0 };
@@ -33,6 +35,11 @@ const routes: HttpRoute[] = [
   { path: '/v1/raw', methods: ['GET'], handler: () => ({ bytes: Uint8Array.from([0, 255, 10]), contentType: 'application/octet-stream', headers: { 'x-consul-index': '7' } }) },
   { path: '/v1/html', methods: ['GET'], handler: () => ({ json: { key: '<a> & \u2028' } }) },
   { path: '/v1/nil', methods: ['PUT'], handler: () => ({ json: undefined }) },
+  {
+    // The same frozen value for every request: the writer serializes it once and reuses the answer.
+    path: '/v1/frozen', methods: ['GET'],
+    handler: (request) => ({ status: Number(request.query.get('status') ?? 200), json: FROZEN_VALUE, headers: { 'X-Consul-Index': request.query.get('index') ?? '1' } }),
+  },
   { path: '/v1/token', methods: ['GET'], handler: (request) => ({ json: { token: request.token, from: request.remoteAddress } }) },
   {
     path: '/v1/body', methods: ['GET', 'PUT'], bodyBytesMax: 100,
@@ -133,6 +140,28 @@ function rawHeader(reply: Reply, name: string): string | undefined {
   for (let index = 0; index < reply.rawHeaders.length; index += 2) if (reply.rawHeaders[index] === name) return reply.rawHeaders[index + 1];
   return undefined;
 }
+
+describe('frozen JSON answers', () => {
+  test('a frozen value answered repeatedly keeps each answer\'s own status, headers and pretty form', async () => {
+    const port = compact.address.port;
+    const body = '[{"Key":"\\u003ck\\u003e","Value":"dg=="}]';
+    for (const [query, status, index] of [['index=5', 200, '5'], ['index=5', 200, '5'], ['index=6', 200, '6'], ['index=6&status=201', 201, '6']] as const) {
+      const reply = await send(port, 'GET', `/v1/frozen?${query}`);
+      assert.equal(reply.status, status);
+      assert.equal(reply.body, body);
+      assert.equal(rawHeader(reply, 'X-Consul-Index'), index);
+      assert.equal(rawHeader(reply, 'Content-Length'), String(Buffer.byteLength(body)));
+      assert.equal(rawHeader(reply, 'Content-Type'), 'application/json');
+      assert.equal(rawHeader(reply, 'X-Frame-Options'), 'DENY');
+    }
+    const prettyReply = await send(port, 'GET', '/v1/frozen?index=6&pretty');
+    assert.equal(prettyReply.body, `${JSON.stringify(JSON.parse(body), null, 4).replace(/</g, '\\u003c').replace(/>/g, '\\u003e')}\n`);
+    // The other listener has other base headers: none of the first listener's leak into its answer.
+    const other = await send(pretty.address.port, 'GET', '/v1/frozen?index=6');
+    assert.equal(rawHeader(other, 'X-Frame-Options'), undefined);
+    assert.equal(rawHeader(other, 'X-Consul-Index'), '6');
+  });
+});
 
 describe('routing', () => {
   test('an exact route answers with compact JSON and Content-Type application/json', async () => {
