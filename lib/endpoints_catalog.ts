@@ -39,14 +39,13 @@ import { DurationError, formatDuration, parseDuration } from './duration.js';
 import { applyCommand, decodeJsonBody, queryResponse, type EndpointDeps } from './endpoints.js';
 import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, type QueryOptions } from './query.js';
+import { blockingQuery, checkDatacenter, parseQueryOptions, type QueryOptions, type QueryReply } from './query.js';
 import type { CheckDefinitionRecord, CheckRecord, Coordinate, NodeRecord, QueryResult, ServiceRecord } from './schema.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
 
 /** What every RPC-shaped read returns: the value and the meta for the response headers. */
-export type QueryReply<T> = Awaited<ReturnType<typeof blockingQuery<T>>>;
 
 /** Arguments shared by the list reads (structs.DCSpecificRequest's filters, QuerySource). */
 export interface ListArgs {

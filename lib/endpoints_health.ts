@@ -35,13 +35,12 @@ import {
   sortByDistance,
   type JsonObject,
   type ListArgs,
-  type QueryReply,
   type ServiceArgs,
 } from './endpoints_catalog.js';
 import type { EndpointDeps } from './endpoints.js';
 import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, type QueryOptions } from './query.js';
+import { blockingQuery, type QueryOptions, type QueryReply } from './query.js';
 import type { CheckRecord } from './schema.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import type { Command } from './fsm.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, kvsGet, kvsKeys, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type AbortSource, type QueryOptions } from './query.js';
+import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type AbortSource, type QueryOptions, type QueryReply } from './query.js';
 import { StateError, type KvRecord, type QueryResult } from './schema.js';
 import type { LockDelay } from './sessions.js';
 
@@ -41,7 +41,6 @@ export interface KvsApplyRequest {
 }
 
 /** What a read returns: the value and the meta blockingQuery reports (index, leader, contact). */
-export type QueryReply<T> = Awaited<ReturnType<typeof blockingQuery<T>>>;
 
 /** The JSON shape of structs.DirEntry (Session omitted when empty, as Consul's omitempty). */
 export interface DirEntryJson {

@@ -19,9 +19,9 @@
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, typeProblem } from './decode.js';
 import { applyCommand, decodeJsonBody, type EndpointDeps } from './endpoints.js';
-import { jsonResponse, type QueryReply } from './endpoints_kv.js';
+import { jsonResponse } from './endpoints_kv.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions } from './query.js';
+import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
 import { StateError, type SessionRecord } from './schema.js';
 import type { SessionTimers } from './sessionttl.js';
 import { nodeSessions, normalizeSessionRequest, sessionGet, sessionList, validateSessionRequest, type SessionCreateBody, type SessionCreateRequest } from './sessions.js';

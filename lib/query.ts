@@ -67,6 +67,12 @@ export interface QueryOptions {
   readonly token: string;
 }
 
+/** What a read endpoint answers: the value and its query meta. */
+export interface QueryReply<T> {
+  readonly value: T;
+  readonly meta: QueryMeta;
+}
+
 /** What a read reports in its X-Consul-* headers (Consul's structs.QueryMeta). */
 export interface QueryMeta {
   /** Never below 1. */
