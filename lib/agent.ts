@@ -13,7 +13,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { arch, availableParallelism, platform } from 'node:os';
+import { arch, availableParallelism, hostname, platform } from 'node:os';
 import { join } from 'node:path';
 import type { RuntimeConfig } from './config.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
@@ -65,8 +65,8 @@ export class Agent {
   private rpc: RpcServer | undefined;
   private discovery: BootstrapDiscovery | undefined;
   private requestShutdown: () => void = () => undefined;
-  readonly metrics = new Metrics({ nowMs: Date.now });
-  private readonly stopRuntimeStats = startRuntimeStats(this.metrics);
+  readonly metrics: Metrics;
+  private readonly stopRuntimeStats: () => void;
   /** The leader's duties: session TTL timers and its own catalog registration (servers only). */
   private sessionTimers: SessionTimers | undefined;
   private leaderRegistration: LeaderRegistration | undefined;
@@ -78,7 +78,16 @@ export class Agent {
     readonly config: RuntimeConfig,
     readonly nodeId: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    const { telemetry } = config;
+    this.metrics = new Metrics({
+      nowMs: Date.now,
+      serviceName: telemetry.metricsPrefix,
+      prometheusRetentionMs: telemetry.prometheusRetentionMs,
+      ...(telemetry.disableHostname ? {} : { hostName: hostname() }),
+    });
+    this.stopRuntimeStats = startRuntimeStats(this.metrics);
+  }
 
   /** Starts the agent: resolves the node ID, binds every listener. Rejects on bind failure. */
   static async start(options: AgentOptions): Promise<Agent> {

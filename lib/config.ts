@@ -87,6 +87,16 @@ export interface AutopilotConfig {
   readonly serverStabilizationTimeMs: number;
 }
 
+/** telemetry: what the in-memory metrics and the Prometheus endpoint use (sinks are not built). */
+export interface TelemetryConfig {
+  /** telemetry.disable_hostname: no host name in gauge names. */
+  readonly disableHostname: boolean;
+  /** telemetry.prometheus_retention_time; 0 (the default) disables /v1/agent/metrics?format=prometheus. */
+  readonly prometheusRetentionMs: number;
+  /** telemetry.metrics_prefix (default "consul"). */
+  readonly metricsPrefix: string;
+}
+
 export interface LimitsConfig {
   readonly httpMaxConnsPerClient: number;
   readonly rpcMaxConnsPerClient: number;
@@ -142,6 +152,7 @@ export interface RuntimeConfig {
   readonly raft: RaftConfig;
   readonly autopilot: AutopilotConfig;
   readonly limits: LimitsConfig;
+  readonly telemetry: TelemetryConfig;
   readonly aclEnabled: boolean;
   readonly aclDefaultPolicy: 'allow' | 'deny';
   readonly aclDownPolicy: string;
@@ -320,6 +331,7 @@ interface ConfigSource {
   raftProtocol?: number;
   autopilot?: Partial<Record<'cleanupDeadServers', boolean> & Record<'lastContactThreshold' | 'maxTrailingLogs' | 'minQuorum' | 'serverStabilizationTime', number>>;
   limits?: Partial<LimitsConfig>;
+  telemetry?: { disableHostname?: boolean; prometheusRetentionTime?: number; metricsPrefix?: string };
   aclEnabled?: boolean;
   aclDefaultPolicy?: string;
   aclDownPolicy?: string;
@@ -683,7 +695,7 @@ const IGNORED_KEYS: readonly string[] = [
   'http_config', 'license_path', 'locality', 'log_file', 'log_rotate_bytes', 'log_rotate_duration',
   'log_rotate_max_files', 'peering', 'pid_file', 'primary_gateways', 'primary_gateways_interval', 'protocol',
   'raft_logstore', 'read_replica', 'reporting', 'rpc', 'segment', 'segments', 'serf_lan_allowed_cidrs',
-  'serf_wan_allowed_cidrs', 'server_name', 'server_rejoin_age_max', 'syslog_facility', 'telemetry', 'tls',
+  'serf_wan_allowed_cidrs', 'server_name', 'server_rejoin_age_max', 'syslog_facility', 'tls',
   'unix_sockets', 'use_streaming_backend', 'watches', 'xds', 'ui_dir', 'verify_incoming', 'verify_outgoing',
   'verify_server_hostname', 'ca_file', 'cert_file', 'key_file',
 ];
@@ -732,6 +744,7 @@ function readConfigObject(r: ObjectReader, warnings: string[]): ConfigSource {
     raftProtocol: r.int('raft_protocol'),
     autopilot: readAutopilot(r.object('autopilot')),
     limits: readLimits(r.object('limits')),
+    telemetry: readTelemetry(r.object('telemetry'), warnings),
     defaultQueryTime: r.durationNanos('default_query_time'),
     maxQueryTime: r.durationNanos('max_query_time'),
     checkUpdateInterval: r.durationNanos('check_update_interval'),
@@ -849,6 +862,19 @@ function readLimits(r: ObjectReader | undefined): ConfigSource['limits'] {
   return limits;
 }
 
+/** The telemetry keys consul-ts acts on; the sinks (statsd, dogstatsd, circonus...) are accepted and ignored. */
+function readTelemetry(r: ObjectReader | undefined, warnings: string[]): ConfigSource['telemetry'] {
+  if (!r) return undefined;
+  const telemetry = {
+    disableHostname: r.bool('disable_hostname'),
+    prometheusRetentionTime: r.durationNanos('prometheus_retention_time'),
+    metricsPrefix: r.string('metrics_prefix'),
+  };
+  for (const key of r.ignore(r.keys())) warnings.push(`config key "${key}" is not supported by consul-ts and is ignored`);
+  r.finish();
+  return telemetry;
+}
+
 function readPerformance(r: ObjectReader | undefined, source: ConfigSource): void {
   if (!r) return;
   source.raftMultiplier = r.int('raft_multiplier');
@@ -948,6 +974,11 @@ function buildRuntimeConfig(s: ConfigSource, context: BuildContext, host: Config
     raft: buildRaft(s, multiplier, devMode, problems),
     autopilot: buildAutopilot(s.autopilot ?? {}, problems),
     limits: buildLimits(s.limits ?? {}, problems),
+    telemetry: {
+      disableHostname: s.telemetry?.disableHostname ?? false,
+      prometheusRetentionMs: nonNegativeMillis('telemetry.prometheus_retention_time', s.telemetry?.prometheusRetentionTime, 0, problems),
+      metricsPrefix: s.telemetry?.metricsPrefix ?? 'consul',
+    },
     aclEnabled: s.aclEnabled ?? false,
     aclDefaultPolicy: buildAclPolicy(s.aclDefaultPolicy ?? 'allow', problems),
     aclDownPolicy: s.aclDownPolicy ?? 'extend-cache',

@@ -207,6 +207,15 @@ describe('config files', () => {
     assert.equal(config.ports.dns, 9600);
   });
 
+  test('telemetry: prometheus retention, host name and prefix are read; sink keys are accepted with a warning', () => {
+    const file = writeConfig({ telemetry: { prometheus_retention_time: '60s', disable_hostname: true, metrics_prefix: 'svc', statsd_address: '127.0.0.1:8125' } });
+    const loaded = load([...BASE, '-config-file', file]);
+    assert.deepEqual(loaded.config.telemetry, { disableHostname: true, prometheusRetentionMs: 60_000, metricsPrefix: 'svc' });
+    assert.ok(loaded.warnings.includes('config key "telemetry.statsd_address" is not supported by consul-ts and is ignored'));
+    assert.deepEqual(load(BASE).config.telemetry, { disableHostname: false, prometheusRetentionMs: 0, metricsPrefix: 'consul' });
+    assert.deepEqual(problemsOf([...BASE, '-config-file', writeConfig({ telemetry: { prometheus_retention_time: 'soon' } })]).length, 1);
+  });
+
   test('scalar flags override files; list flags come before file lists', () => {
     const file = writeConfig({ datacenter: 'fromfile', retry_join: ['file'] });
     const { config } = load([...BASE, '-datacenter=fromflag', '-retry-join=flag', '-config-file', file]);
@@ -263,8 +272,8 @@ describe('config files', () => {
   });
 
   test('Consul keys not implemented yet are accepted with a warning', () => {
-    const file = writeConfig({ telemetry: { prometheus_retention_time: '1m' } });
-    assert.ok(load([...BASE, '-config-file', file]).warnings.includes('config key "telemetry" is not supported by consul-ts and is ignored'));
+    const file = writeConfig({ tls: { defaults: { verify_incoming: false } } });
+    assert.ok(load([...BASE, '-config-file', file]).warnings.includes('config key "tls" is not supported by consul-ts and is ignored'));
   });
 });
 
