@@ -39,7 +39,7 @@ import { DurationError, formatDuration, parseDuration } from './duration.js';
 import { applyCommand, decodeJsonBody, queryResponse, type EndpointDeps } from './endpoints.js';
 import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, type QueryOptions, type QueryReply } from './query.js';
+import { blockingQuery, checkDatacenter, NO_PATH_TO_DATACENTER_TEXT, parseQueryOptions, type QueryOptions, type QueryReply } from './query.js';
 import type { CheckDefinitionRecord, CheckRecord, Coordinate, NodeRecord, QueryResult, ServiceRecord } from './schema.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +80,6 @@ const OPAQUE_DEPTH_MAX = 32;
 /** Consul's texts. */
 export const MISSING_NODE_NAME_TEXT = 'Missing node name';
 export const MISSING_SERVICE_NAME_TEXT = 'Missing service name';
-export const NO_PATH_TO_DATACENTER_TEXT = 'No path to datacenter';
 /** QuerySource.Node value that means "this agent". */
 export const NEAR_AGENT = '_agent';
 

@@ -27,7 +27,7 @@ import type { Command } from './fsm.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, kvsGet, kvsKeys, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type AbortSource, type QueryOptions, type QueryReply } from './query.js';
+import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type AbortSource, type QueryOptions, type QueryReply, UINT64_MAX } from './query.js';
 import { StateError, type KvRecord, type QueryResult } from './schema.js';
 import type { LockDelay } from './sessions.js';
 
@@ -57,8 +57,6 @@ export interface DirEntryJson {
 // ---------------------------------------------------------------------------------------------
 // Limits and constants
 
-/** Largest uint64 (Flags, cas). */
-export const UINT64_MAX = (1n << 64n) - 1n;
 /** Where Consul's 413 text for a KV value points. */
 const KV_MAX_VALUE_SIZE_DOC = 'https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size';
 /** Traversal forms Consul 1.21.6+ refuses in a key, compared case-insensitively. */

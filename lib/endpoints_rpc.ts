@@ -26,6 +26,7 @@ import type { MsgpackValue } from './msgpack.js';
 import type { RpcMethod } from './rpc.js';
 import type { KvRecord } from './schema.js';
 import type { StateStore } from './state.js';
+import { NO_PATH_TO_DATACENTER_TEXT, NOT_LEADER_PREFIX, notLeaderText, UINT64_MAX } from './query.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -50,17 +51,8 @@ export interface RpcEndpointsOptions {
 // ---------------------------------------------------------------------------------------------
 // Limits
 
-/** Consul's error when no leader is known (structs.ErrNoLeader). */
-export const ERR_NO_LEADER_MESSAGE = 'No cluster leader';
-/**
- * Our refusal of a write on a follower, followed by the leader's address. Consul would forward
- * instead (issue 9); hashicorp/raft's own text is "node is not the leader".
- */
-export const NOT_LEADER_PREFIX = 'node is not the leader; leader=';
 /** A KV key's bytes (the HTTP layer's limit is the same order; Consul has none of its own). */
 const KEY_BYTES_MAX = 64 * 1024;
-/** Largest uint64. */
-const UINT64_MAX = (1n << 64n) - 1n;
 /** KVS.Apply verbs (api.KVOp). Wire enum: append only. */
 const KV_APPLY_OPS: readonly KvApplyOp[] = ['set', 'delete', 'delete-cas', 'delete-tree', 'cas', 'lock', 'unlock'];
 
@@ -156,15 +148,14 @@ function dirEntryReply(record: KvRecord): Record<string, unknown> {
 /** A follower refuses writes and consistent reads; Consul would forward them (issue 9). */
 function refuseUnlessLeader(raft: RpcRaft): void {
   if (raft.isLeader) return;
-  const leader = raft.leader();
-  throw new Error(leader === '' ? ERR_NO_LEADER_MESSAGE : `${NOT_LEADER_PREFIX}${leader}`);
+  throw new Error(notLeaderText(raft.leader()));
 }
 
 /** Maps the Raft node's coded errors to the strings a Consul client sees. */
 function applyError(error: unknown): Error {
   const code = (error as { code?: unknown } | null)?.code;
   const leader = (error as { leaderAddress?: unknown } | null)?.leaderAddress;
-  if (code === 'ERR_NOT_LEADER') return new Error(typeof leader === 'string' && leader !== '' ? `${NOT_LEADER_PREFIX}${leader}` : ERR_NO_LEADER_MESSAGE);
+  if (code === 'ERR_NOT_LEADER') return new Error(notLeaderText(leader));
   // hashicorp/raft's text: the entry may or may not commit later.
   if (code === 'ERR_LEADERSHIP_LOST') return new Error('leadership lost while committing log');
   return error instanceof Error ? error : new Error(String(error));
@@ -174,7 +165,7 @@ function checkDatacenter(options: RpcEndpointsOptions, request: Record<string, M
   const datacenter = request['Datacenter'] ?? '';
   if (typeof datacenter !== 'string') throw new Error('Datacenter must be a string');
   // Consul forwards to a remote datacenter and answers this when it knows no route to it.
-  if (datacenter !== '' && datacenter !== options.datacenter) throw new Error('No path to datacenter');
+  if (datacenter !== '' && datacenter !== options.datacenter) throw new Error(NO_PATH_TO_DATACENTER_TEXT);
 }
 
 /** structs.DirEntry from a request, checked field by field. */

@@ -22,10 +22,10 @@
 
 import { isPlainObject } from './decode.js';
 import { applyCommand, decodeJsonBody, DECODE_FAILED_PREFIX, type EndpointDeps } from './endpoints.js';
-import { dirEntryJson, jsonResponse, UINT64_MAX } from './endpoints_kv.js';
+import { dirEntryJson, jsonResponse } from './endpoints_kv.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, isKvWriteOp, kvsTxnPreCheck, kvsTxnRead, type KvOp, type TxnError, type TxnKvOp, type TxnResponse } from './kvs.js';
-import { checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
+import { checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply, UINT64_MAX } from './query.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types

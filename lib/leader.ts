@@ -30,6 +30,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ReadTxn } from './memdb.js';
 import type { CheckRecord, NodeRecord, ServiceRecord } from './schema.js';
+import { SERF_CHECK_ID } from './sessions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -91,7 +92,6 @@ export const RECONCILE_RETRY_BASE_MS = 1_000;
 export const RECONCILE_RETRY_MAX_MS = 30_000;
 
 /** structs.SerfCheckID / SerfCheckName / SerfCheckAliveOutput. */
-export const SERF_CHECK_ID = 'serfHealth';
 export const SERF_CHECK_NAME = 'Serf Health Status';
 export const SERF_CHECK_ALIVE_OUTPUT = 'Agent alive and reachable';
 /** structs.ConsulServiceID / ConsulServiceName. */

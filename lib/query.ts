@@ -35,7 +35,6 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { parseDuration, NANOS_PER_MILLI } from './duration.js';
-import { ERR_NO_LEADER_MESSAGE, NOT_LEADER_PREFIX } from './endpoints_rpc.js';
 import { HttpError, type HttpRequest } from './http.js';
 import { goQuote } from './kvs.js';
 import { WatchSet, type MemDb, type ReadTxn } from './memdb.js';
@@ -127,8 +126,17 @@ export const LEADER_RETRY_MS_MIN = 5;
 export const WAKE_BATCH_MAX = 16_384;
 /** Distinct jitter values of parked waits with the same ?wait (see parkingJitterMs). */
 export const PARK_JITTER_STEPS = 64;
-/** Largest ?index (Go's uint64). */
-const INDEX_MAX = (1n << 64n) - 1n;
+/** Largest uint64 (Go's): ?index, KV Flags, txn Flags and indexes. */
+export const UINT64_MAX = (1n << 64n) - 1n;
+/** Consul's error when no leader is known (structs.ErrNoLeader). */
+export const ERR_NO_LEADER_MESSAGE = 'No cluster leader';
+/**
+ * Our refusal of a write or consistent read on a follower, followed by the leader's address.
+ * Consul would forward instead (issue 9); hashicorp/raft's own text is "node is not the leader".
+ */
+export const NOT_LEADER_PREFIX = 'node is not the leader; leader=';
+/** Consul's answer for another datacenter (no WAN forwarding here). */
+export const NO_PATH_TO_DATACENTER_TEXT = 'No path to datacenter';
 
 // ---------------------------------------------------------------------------------------------
 // Exported API
@@ -155,7 +163,7 @@ export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): Quer
   const indexText = query.get('index') ?? '';
   let minQueryIndex = 0;
   if (indexText !== '') {
-    if (!/^[0-9]+$/.test(indexText) || BigInt(indexText) > INDEX_MAX) throw new HttpError(400, 'Invalid index');
+    if (!/^[0-9]+$/.test(indexText) || BigInt(indexText) > UINT64_MAX) throw new HttpError(400, 'Invalid index');
     minQueryIndex = Number(indexText);
   }
   return {
@@ -172,7 +180,7 @@ export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): Quer
 export function checkDatacenter(request: HttpRequest, datacenter: string): void {
   const requested = request.query.get('dc') ?? '';
   // Consul would forward to a federated datacenter; with no WAN routes it knows none.
-  if (requested !== '' && requested !== datacenter) throw new HttpError(500, 'No path to datacenter');
+  if (requested !== '' && requested !== datacenter) throw new HttpError(500, NO_PATH_TO_DATACENTER_TEXT);
 }
 
 /**
@@ -224,6 +232,11 @@ export async function waitForLeader(ctx: QueryContext, signal: AbortSource = NEV
   }
 }
 
+/** What a client is told by a server that is not the leader: the leader's address, or that there is none. */
+export function notLeaderText(leader: unknown): string {
+  return typeof leader === 'string' && leader !== '' ? `${NOT_LEADER_PREFIX}${leader}` : ERR_NO_LEADER_MESSAGE;
+}
+
 /**
  * Maps a Raft node error (lib/raftnode.ts RaftNodeError codes) to the HttpError a Consul client
  * sees; anything else becomes a 500 with its message.
@@ -232,7 +245,7 @@ export function raftErrorToHttp(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const leader = (error as { leaderAddress?: unknown } | null)?.leaderAddress;
-  if (code === 'ERR_NOT_LEADER') return new HttpError(500, typeof leader === 'string' && leader !== '' ? `${NOT_LEADER_PREFIX}${leader}` : ERR_NO_LEADER_MESSAGE);
+  if (code === 'ERR_NOT_LEADER') return new HttpError(500, notLeaderText(leader));
   // hashicorp/raft's texts (ErrLeadershipLost, ErrRaftShutdown).
   if (code === 'ERR_LEADERSHIP_LOST') return new HttpError(500, 'leadership lost while committing log');
   if (code === 'ERR_SHUTDOWN') return new HttpError(500, 'raft is already shutdown');

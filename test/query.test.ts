@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { applyCommand, decodeJsonBody, queryResponse, type EndpointDeps } from '../lib/endpoints.js';
-import { NOT_LEADER_PREFIX } from '../lib/endpoints_rpc.js';
 import { encodeCommand, Fsm, type Command } from '../lib/fsm.js';
 import { HttpError, type HttpRequest } from '../lib/http.js';
 import { kvsGet } from '../lib/kvs.js';
 import { nullLogger } from '../lib/log.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryContext, type QueryOptions, type QueryServer } from '../lib/query.js';
+import { blockingQuery, checkDatacenter, NOT_LEADER_PREFIX, parseQueryOptions, queryMetaHeaders, readQuery, type QueryContext, type QueryOptions, type QueryServer } from '../lib/query.js';
 import { StateStore } from '../lib/state.js';
 import { startApi } from './api-support.js';
 import { waitFor } from './support.js';
