@@ -66,7 +66,7 @@ import { NODE_DISK } from './disk.js';
 import type { ApplyResult, Fsm } from './fsm.js';
 import type { Logger } from './log.js';
 import { FileLogStore, FileStableStore, LOG_TYPE, MemoryLogStore, MemoryStableStore, type LogEntry, type LogStore, type StableStore } from './logstore.js';
-import { Raft, RaftError, type HardState, type RaftErrorCode, type RaftMessage, type Ready } from './raft.js';
+import { Raft, RaftError, type HardState, type ProposeResult, type RaftErrorCode, type RaftMessage, type Ready } from './raft.js';
 import { voterIds, type ConfigurationChange } from './raftconfig.js';
 import { logStoreStorage } from './raftlog.js';
 import { RaftTransport, type AppendPipeline, type RaftRpc, type RaftRpcResponse } from './rafttransport.js';
@@ -288,12 +288,7 @@ export class RaftNode {
   apply(command: Uint8Array): Promise<ApplyResult> {
     const refusal = this.refusal();
     if (refusal !== undefined) return Promise.reject(refusal);
-    const result = this.raft.propose(command);
-    if (!result.ok) return Promise.reject(this.nodeError(result.error));
-    return new Promise<ApplyResult>((resolve, reject) => {
-      this.proposals.set(result.index, { term: result.term, resolve, reject });
-      this.kick();
-    });
+    return this.untilApplied(this.raft.propose(command));
   }
 
   /**
@@ -304,10 +299,14 @@ export class RaftNode {
   changeConfiguration(change: ConfigurationChange): Promise<void> {
     const refusal = this.refusal();
     if (refusal !== undefined) return Promise.reject(refusal);
-    const result = this.raft.changeConfiguration(change);
+    return this.untilApplied(this.raft.changeConfiguration(change)).then(() => undefined);
+  }
+
+  /** Settles with the entry's FSM result once (index, term) is applied, or the core's refusal. */
+  private untilApplied(result: ProposeResult): Promise<ApplyResult> {
     if (!result.ok) return Promise.reject(this.nodeError(result.error));
-    return new Promise<void>((resolve, reject) => {
-      this.proposals.set(result.index, { term: result.term, resolve: () => resolve(), reject });
+    return new Promise<ApplyResult>((resolve, reject) => {
+      this.proposals.set(result.index, { term: result.term, resolve, reject });
       this.kick();
     });
   }
