@@ -161,14 +161,6 @@ export function dirEntryJson(record: KvRecord): DirEntryJson {
 }
 
 /**
- * A JSON response as Consul writes it. Values may hold bigints (uint64 Flags past 2^53): the HTTP
- * layer writes them as exact integer literals, and pretty-prints in -dev mode or with `?pretty`.
- */
-export function jsonResponse(_deps: EndpointDeps, _request: HttpRequest, value: unknown, headers: Readonly<Record<string, string>> = {}, status = 200): HttpResponse {
-  return { status, json: value, headers };
-}
-
-/**
  * Go's strconv.ParseUint(text, 10, 64): decimal digits only. Throws HttpError 500 with Go's
  * error text, which Consul's KV endpoint returns as is.
  */
@@ -206,9 +198,9 @@ async function kvHandler(deps: EndpointDeps, request: HttpRequest): Promise<Http
     case 'GET':
       return request.query.has('keys') ? kvGetKeys(deps, request, key, options) : kvGet(deps, request, key, options);
     case 'PUT':
-      return jsonResponse(deps, request, await kvPut(deps, request, key));
+      return { json: await kvPut(deps, request, key) };
     case 'DELETE':
-      return jsonResponse(deps, request, await kvDelete(deps, request, key));
+      return { json: await kvDelete(deps, request, key) };
     default:
       throw new HttpError(405, `method ${request.method} not allowed`);
   }
@@ -233,7 +225,7 @@ async function kvGet(deps: EndpointDeps, request: HttpRequest, key: string, opti
     };
   }
   const json = isRecurse || first === undefined ? reply.value.map(dirEntryJson) : frozenEntryList(first);
-  return jsonResponse(deps, request, json, headers);
+  return { json, headers };
 }
 
 /**
@@ -258,7 +250,7 @@ async function kvGetKeys(deps: EndpointDeps, request: HttpRequest, prefix: strin
   const reply = await KVS.ListKeys(deps, { Prefix: prefix, Seperator: separator }, options, () => request.signal);
   const headers = queryMetaHeaders(reply.meta);
   if (reply.value.length === 0 && prefix !== '') return notFound(headers);
-  return jsonResponse(deps, request, reply.value, headers);
+  return { json: reply.value, headers };
 }
 
 async function kvPut(deps: EndpointDeps, request: HttpRequest, key: string): Promise<boolean> {

@@ -19,7 +19,6 @@
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, typeProblem } from './decode.js';
 import { applyCommand, decodeJsonBody, type EndpointDeps } from './endpoints.js';
-import { jsonResponse } from './endpoints_kv.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
 import { StateError, type SessionRecord } from './schema.js';
@@ -196,14 +195,14 @@ async function sessionCreate(deps: EndpointDeps, timers: SessionTimers, request:
     throw error;
   }
   const id = await Session.Apply(deps, timers, { Op: 'create', Session: session });
-  return jsonResponse(deps, request, { ID: id });
+  return { json: { ID: id } };
 }
 
 async function sessionDestroy(deps: EndpointDeps, timers: SessionTimers, request: HttpRequest): Promise<HttpResponse> {
   checkDatacenter(request, deps.config.datacenter);
   if (request.param === '') throw new HttpError(400, 'Missing session');
   await Session.Apply(deps, timers, { Op: 'destroy', ID: request.param });
-  return jsonResponse(deps, request, true);
+  return { json: true };
 }
 
 async function sessionRenew(deps: EndpointDeps, timers: SessionTimers, request: HttpRequest): Promise<HttpResponse> {
@@ -213,7 +212,7 @@ async function sessionRenew(deps: EndpointDeps, timers: SessionTimers, request: 
   const reply = await Session.Renew(deps, timers, { SessionID: request.param }, options);
   // Consul's renew sets no index headers.
   if (reply.value.length === 0) throw new HttpError(404, `Session id '${request.param}' not found`);
-  return jsonResponse(deps, request, reply.value.map(sessionJson));
+  return { json: reply.value.map(sessionJson) };
 }
 
 /** info/node/list: `missing` is the 400 text for an empty parameter ('' for exact routes). */
@@ -222,7 +221,7 @@ async function sessionRead(deps: EndpointDeps, request: HttpRequest, missing: st
   const options = parseQueryOptions(deps.query, request);
   if (missing !== '' && request.param === '') throw new HttpError(400, missing);
   const reply = await read(options);
-  return jsonResponse(deps, request, reply.value.map(sessionJson), queryMetaHeaders(reply.meta));
+  return { json: reply.value.map(sessionJson), headers: queryMetaHeaders(reply.meta) };
 }
 
 function decodeServiceChecks(fields: ReadonlyMap<string, unknown>, problems: string[]): { ID: string; Namespace?: string }[] | null | undefined {

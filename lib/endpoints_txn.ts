@@ -22,7 +22,7 @@
 
 import { isPlainObject } from './decode.js';
 import { applyCommand, decodeJsonBody, DECODE_FAILED_PREFIX, type EndpointDeps } from './endpoints.js';
-import { dirEntryJson, jsonResponse } from './endpoints_kv.js';
+import { dirEntryJson } from './endpoints_kv.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, isKvWriteOp, kvsTxnPreCheck, kvsTxnRead, type KvOp, type TxnError, type TxnKvOp, type TxnResponse } from './kvs.js';
 import { checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply, UINT64_MAX } from './query.js';
@@ -128,7 +128,7 @@ async function txnHandler(deps: EndpointDeps, request: HttpRequest, kvMaxValueSi
   if (writes === 0) {
     const options = parseQueryOptions(deps.query, request);
     const unsupported = unsupportedErrors(ops);
-    if (unsupported.length > 0) return conflict(deps, request, { Results: null, Errors: unsupported }, headers);
+    if (unsupported.length > 0) return conflict({ Results: null, Errors: unsupported }, headers);
     const reply = await Txn.Read(deps, { Ops: kvOps(ops) }, options);
     // Txn.Read does not block, so Consul sends only these two of the query headers.
     const meta = queryMetaHeaders(reply.meta);
@@ -136,11 +136,11 @@ async function txnHandler(deps: EndpointDeps, request: HttpRequest, kvMaxValueSi
     response = reply.value;
   } else {
     const unsupported = unsupportedErrors(ops);
-    if (unsupported.length > 0) return conflict(deps, request, { Results: null, Errors: unsupported }, headers);
+    if (unsupported.length > 0) return conflict({ Results: null, Errors: unsupported }, headers);
     response = await Txn.Apply(deps, { Ops: kvOps(ops) });
   }
-  if (response.Errors !== null && response.Errors.length > 0) return conflict(deps, request, response, headers);
-  return jsonResponse(deps, request, txnResponseJson(response), headers);
+  if (response.Errors !== null && response.Errors.length > 0) return conflict(response, headers);
+  return { json: txnResponseJson(response), headers };
 }
 
 function txnBodyBytesMax(deps: EndpointDeps): number {
@@ -148,8 +148,9 @@ function txnBodyBytesMax(deps: EndpointDeps): number {
   return Math.max(limits.txnMaxReqLen, limits.kvMaxValueSize);
 }
 
-function conflict(deps: EndpointDeps, request: HttpRequest, response: TxnResponse, headers: Readonly<Record<string, string>>): HttpResponse {
-  return jsonResponse(deps, request, txnResponseJson(response), headers, 409);
+/** Consul's 409 for a transaction that was rolled back (or refused), with its errors. */
+function conflict(response: TxnResponse, headers: Readonly<Record<string, string>>): HttpResponse {
+  return { status: 409, json: txnResponseJson(response), headers };
 }
 
 function txnResponseJson(response: TxnResponse): unknown {
