@@ -38,7 +38,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { ChildProcesses } from './processes.js';
+import { ChildProcesses, httpJson } from './support.js';
 import { freePort, httpRequest, waitFor } from '../test/support.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -413,21 +413,6 @@ function runWrk(port: number, connections: number, durationS: number, target: st
   return { requestsPerSecond: Number(rps[1]), p50Ms: ms(p50), p99Ms: ms(p99), errors };
 }
 
-function httpJson(url: string, path: string, body: unknown): Promise<unknown> {
-  return new Promise((resolveReq, rejectReq) => {
-    const req = request(new URL(path, url), { method: 'POST', agent: false, headers: { 'Content-Type': 'application/json', Connection: 'close' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => {
-        if (res.statusCode !== 200) rejectReq(new Error(`HTTP ${res.statusCode}`));
-        else resolveReq(JSON.parse(Buffer.concat(chunks).toString()));
-      });
-    });
-    req.setTimeout(2_000, () => req.destroy(new Error('timeout')));
-    req.on('error', rejectReq);
-    req.end(JSON.stringify(body));
-  });
-}
 
 async function startAgent(scratch: string, distDir: string): Promise<{ port: number; pid: number; fdLimit: number }> {
   const config = join(scratch, 'consul-limits.json');

@@ -18,7 +18,7 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { RpcClient, RpcError } from '../lib/rpc.js';
-import { ChildProcesses } from './processes.js';
+import { ChildProcesses, httpJson } from './support.js';
 import { freePort, waitFor } from '../test/support.js';
 
 const DURATION_S = Number(process.env['BENCH_SECONDS'] ?? 5);
@@ -149,23 +149,6 @@ function runLoadChild(spec: LoadSpec): Promise<LoadResult> {
   });
 }
 
-function httpJson(url: string, path: string, body: unknown): Promise<unknown> {
-  return new Promise((resolveReq, rejectReq) => {
-    const target = new URL(path, url);
-    const payload = JSON.stringify(body);
-    const req = request(target, { method: 'POST', agent: false, headers: { 'Content-Type': 'application/json', Connection: 'close' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => {
-        if (res.statusCode !== 200) rejectReq(new Error(`HTTP ${res.statusCode}`));
-        else resolveReq(JSON.parse(Buffer.concat(chunks).toString()));
-      });
-    });
-    req.setTimeout(2_000, () => req.destroy(new Error('timeout')));
-    req.on('error', rejectReq);
-    req.end(payload);
-  });
-}
 
 async function rpcCall(address: string, method: string, args: unknown): Promise<unknown> {
   const client = await RpcClient.dial(address, 2_000);

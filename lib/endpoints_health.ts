@@ -9,8 +9,9 @@
 //   or a Go ParseBool value) keeps the instances whose every check is passing, and it is applied
 //   on the HTTP side after the RPC, with Consul's swap-with-last removal, so a removed instance's
 //   place is taken by the last one (filterNonPassing). The index is the query's, unaffected.
-// - `?passing` is parsed after the RPC in Consul (a FIXME there), so a bad value costs a query
-//   but still answers 400 "Invalid value for ?passing"; here it is parsed first, same answer.
+// - Consul parses `?passing` only after the RPC (its source notes it should move), so a bad
+//   value costs a query there but still answers 400 "Invalid value for ?passing"; here it is
+//   parsed first, with the same answer.
 // - /v1/health/state/:state with an unknown state returns [] (the state store matches nothing).
 //
 // What it does not do: /v1/health/connect/ and /v1/health/ingress/ (mesh), ?cached, streaming,

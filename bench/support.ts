@@ -1,7 +1,9 @@
-// The child processes a benchmark starts (servers, load generators), so that every one of them
-// is stopped on the way out, and one that dies early says so with the end of its output.
+// What the benchmarks share: the child processes they start (servers, load generators), so
+// that every one is stopped on the way out and one that dies early says so with the end of its
+// output; and a small JSON POST for peers' HTTP APIs (etcd's gateway).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 
 /** How long stopAll() waits for killed children to exit. */
 const STOP_WAIT_MS = 5_000;
@@ -62,4 +64,21 @@ export class ChildProcesses {
   killAll(): void {
     for (const child of this.children) child.kill('SIGKILL');
   }
+}
+
+/** POSTs `body` as JSON to `url` + `path` (a fresh connection, 2 s deadline); resolves with the parsed 200 answer. */
+export function httpJson(url: string, path: string, body: unknown): Promise<unknown> {
+  return new Promise((resolveReq, rejectReq) => {
+    const req = request(new URL(path, url), { method: 'POST', agent: false, headers: { 'Content-Type': 'application/json', Connection: 'close' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        if (res.statusCode !== 200) rejectReq(new Error(`HTTP ${res.statusCode}`));
+        else resolveReq(JSON.parse(Buffer.concat(chunks).toString()));
+      });
+    });
+    req.setTimeout(2_000, () => req.destroy(new Error('timeout')));
+    req.on('error', rejectReq);
+    req.end(JSON.stringify(body));
+  });
 }
