@@ -182,8 +182,7 @@ function metricsResponse(metrics: Metrics, request: HttpRequest, headers: Readon
 /** ?format=prometheus, or an Accept header naming OpenMetrics or text/plain;version=0.4.0. */
 function wantsPrometheus(request: HttpRequest): boolean {
   if (request.query.get('format') === 'prometheus') return true;
-  const accept = request.headers['accept'];
-  const acceptText = Array.isArray(accept) ? accept.join(',') : (accept ?? '');
+  const acceptText = request.header('accept') ?? '';
   return acceptText.split(',').some((mediaRange) => {
     const [type = '', firstParameter] = mediaRange.split(';');
     const mime = type.trim().toLowerCase();

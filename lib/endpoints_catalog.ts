@@ -37,7 +37,7 @@ import * as catalog from './catalog.js';
 import type { DeregisterRequest, HealthCheckInput, MetaFilter, NodeServiceInput, RegisterRequest } from './catalog.js';
 import { DurationError, formatDuration, parseDuration } from './duration.js';
 import { applyCommand, decodeJsonBody, queryResponse, type EndpointDeps } from './endpoints.js';
-import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
+import { HttpError, type AbortSignalLike, type HttpRequest, type HttpRoute } from './http.js';
 import type { ReadTxn } from './memdb.js';
 import { blockingQuery, checkDatacenter, NO_PATH_TO_DATACENTER_TEXT, parseQueryOptions, type QueryOptions, type QueryReply } from './query.js';
 import type { CheckDefinitionRecord, CheckRecord, Coordinate, NodeRecord, QueryResult, ServiceRecord } from './schema.js';
@@ -106,7 +106,7 @@ export function catalogListDatacenters(deps: EndpointDeps): string[] {
 }
 
 /** Catalog.ListNodes: every node, by name, or by `near` distance; filtered per node. */
-export function catalogListNodes(deps: EndpointDeps, args: ListArgs, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject[]>> {
+export function catalogListNodes(deps: EndpointDeps, args: ListArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.nodes(txn, args.nodeMeta);
@@ -116,7 +116,7 @@ export function catalogListNodes(deps: EndpointDeps, args: ListArgs, options: Qu
 }
 
 /** Catalog.ListServices: service name -> the union of its tags. */
-export function catalogListServices(deps: EndpointDeps, args: ListArgs, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<Record<string, string[]>>> {
+export function catalogListServices(deps: EndpointDeps, args: ListArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<Record<string, string[]>>> {
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.services(txn, args.nodeMeta);
@@ -126,7 +126,7 @@ export function catalogListServices(deps: EndpointDeps, args: ListArgs, options:
 }
 
 /** Catalog.ServiceNodes: the instances of a service, flattened with their node (structs.ServiceNode). */
-export function catalogServiceNodes(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject[]>> {
+export function catalogServiceNodes(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
   if (args.serviceName === '') throw new HttpError(500, 'Must provide service name');
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
@@ -137,7 +137,7 @@ export function catalogServiceNodes(deps: EndpointDeps, args: ServiceArgs, optio
 }
 
 /** Catalog.NodeServices: a node and its services keyed by service ID, or null for an unknown node. */
-export function catalogNodeServices(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject | null>> {
+export function catalogNodeServices(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject | null>> {
   if (node === '') throw new HttpError(500, 'Must provide node');
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
@@ -149,7 +149,7 @@ export function catalogNodeServices(deps: EndpointDeps, node: string, options: Q
 }
 
 /** Catalog.NodeServiceList: a node and its services as a list; `{Node: null, Services: null}` if unknown. */
-export function catalogNodeServiceList(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject>> {
+export function catalogNodeServiceList(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject>> {
   if (node === '') throw new HttpError(500, 'Must provide node');
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn): QueryResult<JsonObject> => {
@@ -389,7 +389,7 @@ async function serviceNodesRoute(deps: EndpointDeps, request: HttpRequest) {
   return queryResponse(await catalogServiceNodes(deps, args, options, request.signal));
 }
 
-type NodeRead = (deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignal) => Promise<QueryReply<unknown>>;
+type NodeRead = (deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike) => Promise<QueryReply<unknown>>;
 
 async function nodeRoute(deps: EndpointDeps, request: HttpRequest, read: NodeRead) {
   checkDatacenter(request, deps.config.datacenter);

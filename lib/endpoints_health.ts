@@ -39,7 +39,7 @@ import {
   type ServiceArgs,
 } from './endpoints_catalog.js';
 import type { EndpointDeps } from './endpoints.js';
-import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
+import { HttpError, type AbortSignalLike, type HttpRequest, type HttpRoute } from './http.js';
 import type { ReadTxn } from './memdb.js';
 import { blockingQuery, type QueryOptions, type QueryReply } from './query.js';
 import type { CheckRecord } from './schema.js';
@@ -68,7 +68,7 @@ const GO_BOOL_FALSE: ReadonlySet<string> = new Set(['0', 'f', 'F', 'FALSE', 'fal
 // RPC-shaped methods (agent/consul/health_endpoint.go)
 
 /** Health.NodeChecks: every check on a node, node-level and service checks. */
-export function healthNodeChecks(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject[]>> {
+export function healthNodeChecks(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.nodeChecks(txn, node);
@@ -77,7 +77,7 @@ export function healthNodeChecks(deps: EndpointDeps, node: string, options: Quer
 }
 
 /** Health.ServiceChecks: the checks of every instance of a service. */
-export function healthServiceChecks(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject[]>> {
+export function healthServiceChecks(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.serviceChecks(txn, args.serviceName, args.nodeMeta);
@@ -86,7 +86,7 @@ export function healthServiceChecks(deps: EndpointDeps, args: ServiceArgs, optio
 }
 
 /** Health.ChecksInState: checks in `any`, `passing`, `warning` or `critical`. */
-export function healthChecksInState(deps: EndpointDeps, state: string, args: ListArgs, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<JsonObject[]>> {
+export function healthChecksInState(deps: EndpointDeps, state: string, args: ListArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.checksInState(txn, state, args.nodeMeta);
@@ -95,7 +95,7 @@ export function healthChecksInState(deps: EndpointDeps, state: string, args: Lis
 }
 
 /** Health.ServiceNodes: every instance with its node and checks (node checks first). */
-export function healthServiceNodes(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<CheckServiceNodeJson[]>> {
+export function healthServiceNodes(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<CheckServiceNodeJson[]>> {
   if (args.serviceName === '') throw new HttpError(500, 'Must provide service name');
   const filter = compileOptionalFilter(options);
   return blockingQuery(deps.query, options, signal, (txn) => {

@@ -24,10 +24,10 @@
 
 import { applyCommand, type EndpointDeps } from './endpoints.js';
 import type { Command } from './fsm.js';
-import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
+import { HttpError, type AbortSignalLike, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, kvsGet, kvsKeys, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
 import type { ReadTxn } from './memdb.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type AbortSource, type QueryOptions, type QueryReply, UINT64_MAX } from './query.js';
+import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, type QueryOptions, type QueryReply, UINT64_MAX } from './query.js';
 import { StateError, type KvRecord, type QueryResult } from './schema.js';
 import type { LockDelay } from './sessions.js';
 
@@ -78,15 +78,15 @@ export const KVS = {
     return (await applyCommand(deps, command)) === true;
   },
   /** KVS.Get: the entry as a list of zero or one. */
-  Get(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSource): Promise<QueryReply<KvRecord[]>> {
+  Get(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<KvRecord[]>> {
     return blockingQuery(deps.query, options, signal, kvsGetQuery(args.Key));
   },
   /** KVS.List: every entry under the prefix. */
-  List(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSource): Promise<QueryReply<KvRecord[]>> {
+  List(deps: EndpointDeps, args: { readonly Key: string }, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<KvRecord[]>> {
     return blockingQuery(deps.query, options, signal, kvsListQuery(args.Key));
   },
   /** KVS.ListKeys: the keys under the prefix, rolled up at Seperator (Consul's spelling). */
-  ListKeys(deps: EndpointDeps, args: { readonly Prefix: string; readonly Seperator: string }, options: QueryOptions, signal: AbortSource): Promise<QueryReply<string[]>> {
+  ListKeys(deps: EndpointDeps, args: { readonly Prefix: string; readonly Seperator: string }, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<string[]>> {
     return blockingQuery(deps.query, options, signal, (txn) => kvsKeys(txn, args.Prefix, args.Seperator));
   },
 } as const;
@@ -190,7 +190,8 @@ export function refuseConflictingFlags(query: URLSearchParams, flags: readonly s
 // ---------------------------------------------------------------------------------------------
 // Private helpers: HTTP
 
-async function kvHandler(deps: EndpointDeps, request: HttpRequest): Promise<HttpResponse> {
+/** Not async: a parked GET then holds its query's promise and one reaction, no suspended frame. */
+function kvHandler(deps: EndpointDeps, request: HttpRequest): HttpResponse | Promise<HttpResponse> {
   checkDatacenter(request, deps.config.datacenter);
   const options = parseQueryOptions(deps.query, request);
   const key = kvKeyOf(request.param);
@@ -198,20 +199,23 @@ async function kvHandler(deps: EndpointDeps, request: HttpRequest): Promise<Http
     case 'GET':
       return request.query.has('keys') ? kvGetKeys(deps, request, key, options) : kvGet(deps, request, key, options);
     case 'PUT':
-      return { json: await kvPut(deps, request, key) };
+      return kvPut(deps, request, key).then((json) => ({ json }));
     case 'DELETE':
-      return { json: await kvDelete(deps, request, key) };
+      return kvDelete(deps, request, key).then((json) => ({ json }));
     default:
       throw new HttpError(405, `method ${request.method} not allowed`);
   }
 }
 
-async function kvGet(deps: EndpointDeps, request: HttpRequest, key: string, options: QueryOptions): Promise<HttpResponse> {
+function kvGet(deps: EndpointDeps, request: HttpRequest, key: string, options: QueryOptions): Promise<HttpResponse> {
   const isRecurse = request.query.has('recurse');
   if (!isRecurse && key === '') throw new HttpError(400, 'Missing key name');
-  // Asked for only if the read has to wait: most reads never need the request's AbortController.
-  const signal = (): AbortSignal => request.signal;
-  const reply = isRecurse ? await KVS.List(deps, { Key: key }, options, signal) : await KVS.Get(deps, { Key: key }, options, signal);
+  const { signal } = request;
+  const reply = isRecurse ? KVS.List(deps, { Key: key }, options, signal) : KVS.Get(deps, { Key: key }, options, signal);
+  return reply.then((value) => kvGetResponse(request, value, isRecurse));
+}
+
+function kvGetResponse(request: HttpRequest, reply: QueryReply<KvRecord[]>, isRecurse: boolean): HttpResponse {
   const headers = queryMetaHeaders(reply.meta);
   if (reply.value.length === 0) return notFound(headers);
   const first = reply.value[0];
@@ -247,7 +251,7 @@ const entryLists = new WeakMap<KvRecord, readonly DirEntryJson[]>();
 async function kvGetKeys(deps: EndpointDeps, request: HttpRequest, prefix: string, options: QueryOptions): Promise<HttpResponse> {
   // The misspelt parameter is older; the correct spelling wins when both are given.
   const separator = request.query.get('separator') ?? request.query.get('seperator') ?? '';
-  const reply = await KVS.ListKeys(deps, { Prefix: prefix, Seperator: separator }, options, () => request.signal);
+  const reply = await KVS.ListKeys(deps, { Prefix: prefix, Seperator: separator }, options, request.signal);
   const headers = queryMetaHeaders(reply.meta);
   if (reply.value.length === 0 && prefix !== '') return notFound(headers);
   return { json: reply.value, headers };

@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, typeProblem } from './decode.js';
 import { applyCommand, decodeJsonBody, type EndpointDeps } from './endpoints.js';
-import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
+import { HttpError, type AbortSignalLike, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
 import { StateError, type SessionRecord } from './schema.js';
 import type { SessionTimers } from './sessionttl.js';
@@ -81,18 +81,18 @@ export const Session = {
     return id;
   },
   /** Session.Get: zero or one session; index = the sessions table index. */
-  Get(deps: EndpointDeps, args: { readonly SessionID: string }, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<SessionRecord[]>> {
+  Get(deps: EndpointDeps, args: { readonly SessionID: string }, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<SessionRecord[]>> {
     return blockingQuery(deps.query, options, signal, (txn) => {
       const { index, value } = sessionGet(txn, args.SessionID);
       return { index, value: value === undefined ? [] : [value] };
     });
   },
   /** Session.List: every session. */
-  List(deps: EndpointDeps, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<SessionRecord[]>> {
+  List(deps: EndpointDeps, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<SessionRecord[]>> {
     return blockingQuery(deps.query, options, signal, (txn) => sessionList(txn));
   },
   /** Session.NodeSessions: the sessions of one node. */
-  NodeSessions(deps: EndpointDeps, args: { readonly Node: string }, options: QueryOptions, signal: AbortSignal): Promise<QueryReply<SessionRecord[]>> {
+  NodeSessions(deps: EndpointDeps, args: { readonly Node: string }, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<SessionRecord[]>> {
     return blockingQuery(deps.query, options, signal, (txn) => nodeSessions(txn, args.Node));
   },
   /**

@@ -1,4 +1,4 @@
-// The HTTP API transport: node:http listeners, routing, limits and Consul's response conventions.
+// The HTTP API transport: listeners, routing, limits and Consul's response conventions.
 //
 // Applications, the consul CLI and client libraries (npm `consul`, python-consul, the Go api
 // package) speak to the agent over this API, and they match on details: status codes, plain-text
@@ -23,13 +23,15 @@
 // included, carries the configured response headers; close() leaves no request's signal unaborted
 // (a signal first asked for after its request was aborted is born aborted).
 //
+// The wire (request parsing, keep-alive, timeouts, Go's answers to malformed requests) is
+// lib/http1.ts, on node:net rather than node:http: see its header for the measured reason.
+//
 // Throughput (a KV GET is mostly this module's work): a request that declares no body and whose
 // handler returns a value, not a promise, is answered in the tick it arrived; the AbortSignal is
-// made only if a handler reads it; log-only strings are built only when logged; and headers go
-// out through one writeHead with a raw [name, value, ...] list, node:http's cheapest path. A
-// frozen JSON value (one the handler promises never changes) is serialized once and its answer
-// reused while the next one is identical: a write that wakes 10,000 blocking queries on a key
-// then costs one serialization, not 10,000.
+// made only if a handler reads it; log-only strings are built only when logged. A frozen JSON
+// value (one the handler promises never changes) is serialized once and its answer reused while
+// the next one is identical: a write that wakes 10,000 blocking queries on a key then costs one
+// serialization and one shared response buffer, not 10,000.
 //
 // Not here: gzip (Consul compresses responses >= 1400 bytes for clients sending Accept-Encoding;
 // we send `Vary: Accept-Encoding` but never compress), TLS, http_config.block_endpoints.
@@ -43,11 +45,13 @@
 // (server.go readRequest errors, ServeMux cleanPath and redirects).
 
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { clientAddress, Http1Gone, Http1Server, type AbortSignalLike, type HeaderList, type Http1Exchange } from './http1.js';
 import type { Logger } from './log.js';
 
 /** A parsed request as endpoint handlers see it. */
+export type { AbortSignalLike } from './http1.js';
+
 export interface HttpRequest {
   readonly method: string;
   /** The percent-decoded path (`/v1/kv/locks%2Fjob` arrives as `/v1/kv/locks/job`); invalid UTF-8 becomes U+FFFD. */
@@ -55,19 +59,16 @@ export interface HttpRequest {
   /** For a prefix route, the decoded remainder after the prefix; "" for exact routes. */
   readonly param: string;
   readonly query: URLSearchParams;
-  readonly headers: IncomingMessage['headers'];
+  /** A header's first value by case-insensitive name (Go's Header.Get), or undefined. */
+  header(name: string): string | undefined;
   /** The request body, fully read (empty when none); never larger than the route's bodyBytesMax. */
   readonly body: Uint8Array;
   /** The ACL token: ?token, else X-Consul-Token, else Authorization: Bearer <t>, else '' (the caller applies the agent's default token). */
   readonly token: string;
   /** The client's IP address (IPv4-mapped IPv6 shown as IPv4), for logs and per-client limits. */
   readonly remoteAddress: string;
-  /**
-   * Aborted when the client disconnects or the server shuts down (blocking queries stop waiting).
-   * Made on first read, already aborted if the request was: a handler that never waits should
-   * not touch it (an AbortController per request costs a measurable share of throughput).
-   */
-  readonly signal: AbortSignal;
+  /** Aborted when the client disconnects or the server shuts down (blocking queries stop waiting). */
+  readonly signal: AbortSignalLike;
 }
 
 /** What a handler returns: `json` is serialized, `text` sent as text/plain, `bytes` as is. */
@@ -168,7 +169,7 @@ export function bodyTooLargeText(bytes: number, max: number): string {
  * The request's ACL token as Consul reads it: a non-empty ?token, else X-Consul-Token, else the
  * first word after "Bearer " (scheme case-insensitive) in Authorization, else ''.
  */
-export function parseToken(query: URLSearchParams, headers: IncomingMessage['headersDistinct']): string {
+export function parseToken(query: URLSearchParams, headers: Readonly<Record<string, readonly string[] | undefined>>): string {
   const fromQuery = query.get('token');
   if (fromQuery) return fromQuery;
   const fromHeader = headers['x-consul-token']?.[0];
@@ -184,14 +185,8 @@ export function parseToken(query: URLSearchParams, headers: IncomingMessage['hea
  */
 export async function listenHttp(host: string, port: number, options: HttpServerOptions): Promise<HttpListener> {
   const transport = new Transport(options);
-  await new Promise<void>((resolve, reject) => {
-    transport.server.once('error', reject);
-    transport.server.listen(port, host, () => {
-      transport.server.off('error', reject);
-      resolve();
-    });
-  });
-  return { address: transport.server.address() as AddressInfo, close: () => transport.close() };
+  const address = await transport.wire.listen(port, host);
+  return { address, close: () => transport.wire.close(HTTP_CLOSE_GRACE_MS) };
 }
 
 /** Matches paths to routes: exact routes first, then the longest matching prefix route. */
@@ -230,10 +225,6 @@ export class Router {
   }
 }
 
-/** Go's net/http answer to a request it cannot parse (server.go), written raw on the socket. */
-const GO_BAD_REQUEST = goErrorResponse('400 Bad Request', '400 Bad Request');
-const GO_HEADERS_TOO_LARGE = goErrorResponse('431 Request Header Fields Too Large', '431 Request Header Fields Too Large');
-const REQUEST_TIMEOUT_RESPONSE = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const TOO_MANY_CONNS_RESPONSE =
   'HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n' +
   `Content-Length: ${Buffer.byteLength(TOO_MANY_CONNS_TEXT)}\r\nConnection: close\r\n\r\n${TOO_MANY_CONNS_TEXT}`;
@@ -242,47 +233,6 @@ const LEGACY_ACL_PATH = /^(\/v1\/acl\/(?:create|update|destroy|info|clone|list)\
 /** unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space. */
 const NON_PRINTABLE = /[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u;
 
-/** Thrown inside a request when its client went away: nothing is left to answer. */
-class RequestGone extends Error {}
-
-/** Header lists as node:http's writeHead takes them raw: [name, value, name, value, ...]. */
-type HeaderList = readonly string[];
-
-/**
- * One request and its response, from arrival to the response's close. Its AbortSignal is made
- * only when a handler asks for it (a blocking query about to park): most requests are answered
- * in the tick they arrive and never need one.
- */
-class Exchange {
-  /** Set once the client went away mid-response or the server began closing. Invariant: never unset. */
-  isAborted = false;
-  /** Headers every answer to this request carries: Consul's wrap headers once routed. */
-  baseHeaders: HeaderList = [];
-  /** Set by readBody while the body streams in: abort() stops the read without needing a signal. */
-  onAbortBody: (() => void) | undefined;
-  private controller: AbortController | undefined;
-
-  constructor(
-    readonly request: IncomingMessage,
-    readonly response: ServerResponse,
-  ) {}
-
-  /** Aborted already when requested after the request was. */
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.isAborted) this.controller.abort();
-    }
-    return this.controller.signal;
-  }
-
-  abort(): void {
-    this.isAborted = true;
-    this.onAbortBody?.();
-    this.controller?.abort();
-  }
-}
-
 /** The HttpRequest handlers get; `signal` is its exchange's, made on first use. */
 class RoutedRequest implements HttpRequest {
   constructor(
@@ -290,36 +240,34 @@ class RoutedRequest implements HttpRequest {
     readonly path: string,
     readonly param: string,
     readonly query: URLSearchParams,
-    readonly headers: IncomingMessage['headers'],
     readonly body: Uint8Array,
     readonly token: string,
-    readonly remoteAddress: string,
-    private readonly exchange: Exchange,
+    private readonly exchange: Http1Exchange,
   ) {}
 
-  get signal(): AbortSignal {
-    return this.exchange.signal;
+  get remoteAddress(): string {
+    return this.exchange.remoteAddress;
+  }
+
+  header(name: string): string | undefined {
+    return this.exchange.header(name);
+  }
+
+  /** The exchange is its own abort signal (see AbortSignalLike). */
+  get signal(): AbortSignalLike {
+    return this.exchange;
   }
 }
 
-/** One listener's state: connections per client, in-flight requests, and the routing pipeline. */
+/** One listener's state: connections per client and the routing pipeline. */
 class Transport {
-  readonly server: Server;
+  readonly wire: Http1Server;
   private readonly router: Router;
   private readonly connsByClient = new Map<string, Set<Socket>>();
-  /** Sockets answered 429: requests parsed on them are ignored. */
-  private readonly refused = new WeakSet<Socket>();
-  /** The response in progress on each socket, so a client error mid-response only drops it. */
-  private readonly responding = new Map<Socket, ServerResponse>();
-  /** Invariant: holds exactly the requests whose response has not closed. */
-  private readonly inflight = new Set<Exchange>();
   /** What Consul's wrap sets before anything else, so errors carry them too: configured headers, then Vary. */
   private readonly routeHeaders: HeaderList;
   /** Consul's Index handler sends the configured headers without the ACL policy one. */
   private readonly indexHeaders: HeaderList;
-  private isClosing = false;
-  /** Set by close(): called when the last in-flight request's response closes. */
-  private onDrained: (() => void) | undefined;
 
   constructor(private readonly options: HttpServerOptions) {
     this.router = new Router(options.routes);
@@ -328,143 +276,104 @@ class Transport {
     putHeader(routeHeaders, 'Vary', 'Accept-Encoding');
     this.routeHeaders = routeHeaders;
     this.indexHeaders = headerList(configured.filter(([name]) => name.toLowerCase() !== ACL_POLICY_HEADER.toLowerCase()));
-    const headersTimeout = options.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS;
-    const requestTimeout = Math.max(options.requestTimeoutMs ?? HTTP_REQUEST_TIMEOUT_MS, headersTimeout);
-    this.server = createServer({
-      maxHeaderSize: HTTP_HEADERS_BYTES_MAX,
-      headersTimeout,
-      requestTimeout,
-      connectionsCheckingInterval: Math.max(10, Math.min(HTTP_TIMEOUT_CHECK_INTERVAL_MS, Math.floor(headersTimeout / 4))),
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? HTTP_KEEP_ALIVE_TIMEOUT_MS,
-      // Go answers a missing Host with a body naming the problem; we check it ourselves.
-      requireHostHeader: false,
+    const headersTimeoutMs = options.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS;
+    this.wire = new Http1Server({
+      logger: options.logger,
+      headersBytesMax: HTTP_HEADERS_BYTES_MAX,
+      headersTimeoutMs,
+      requestTimeoutMs: Math.max(options.requestTimeoutMs ?? HTTP_REQUEST_TIMEOUT_MS, headersTimeoutMs),
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      onConnection: (socket) => this.admit(socket),
+      onConnectionClosed: (socket) => this.release(socket),
+      onRequest: (exchange) => {
+        try {
+          this.serve(exchange);
+        } catch (error) {
+          this.failed(exchange, [], error);
+        }
+      },
     });
-    // Blocking queries hold a response open for minutes: no inactivity timeout on sockets.
-    this.server.timeout = 0;
-    const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
-      if (this.refused.has(request.socket)) return;
-      const exchange = this.track(request, response);
-      try {
-        this.serve(exchange);
-      } catch (error) {
-        this.failed(exchange, error);
-      }
-    };
-    this.server.on('request', onRequest);
-    // Answering 100 Continue only when the body is wanted lets a 413 reach the client before it sends.
-    this.server.on('checkContinue', onRequest);
-    this.server.on('connection', (socket: Socket) => this.admit(socket));
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.onClientError(error, socket));
-  }
-
-  async close(): Promise<void> {
-    this.isClosing = true;
-    const closed = new Promise<Error | undefined>((resolve) => this.server.close(resolve));
-    this.server.closeIdleConnections();
-    const drained = new Promise<void>((resolve) => (this.onDrained = resolve));
-    for (const exchange of this.inflight) exchange.abort();
-    if (this.inflight.size === 0) this.onDrained?.();
-    let graceTimer: NodeJS.Timeout | undefined;
-    await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, HTTP_CLOSE_GRACE_MS)))]);
-    clearTimeout(graceTimer);
-    // Handlers that ignored their signal, and keep-alive connections that just answered, go now.
-    this.server.closeAllConnections();
-    const error = await closed;
-    if (error) throw error;
   }
 
   /** go-connlimit: count connections per IP; over the limit, write the raw 429 and close. */
-  private admit(socket: Socket): void {
+  private admit(socket: Socket): boolean {
     const limit = this.options.maxConnsPerClient ?? HTTP_MAX_CONNS_PER_CLIENT;
     const client = clientAddress(socket);
     const conns = this.connsByClient.get(client) ?? new Set<Socket>();
     if (limit > 0 && conns.size >= limit) {
-      this.refused.add(socket);
       this.options.logger.debug('refused connection over the per-client limit', { from: client, limit });
       socket.on('error', (error) => this.options.logger.debug('refused connection failed', { error: error.message }));
       socket.end(TOO_MANY_CONNS_RESPONSE);
       setTimeout(() => socket.destroy(), HTTP_REFUSED_LINGER_MS).unref();
-      return;
+      return false;
     }
     conns.add(socket);
     this.connsByClient.set(client, conns);
-    socket.once('close', () => {
-      conns.delete(socket);
-      if (conns.size === 0 && this.connsByClient.get(client) === conns) this.connsByClient.delete(client);
-    });
+    return true;
   }
 
-  /** Go's answers to unparseable requests; Node's timeouts also arrive here. */
-  private onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    this.options.logger.debug('malformed HTTP request', { code: error.code ?? '', error: error.message });
-    const inProgress = this.responding.get(socket);
-    if (!socket.writable || this.refused.has(socket) || inProgress?.headersSent || error.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.end(REQUEST_TIMEOUT_RESPONSE);
-    else if (error.code === 'HPE_HEADER_OVERFLOW') socket.end(GO_HEADERS_TOO_LARGE);
-    else socket.end(GO_BAD_REQUEST);
-    socket.destroySoon();
+  /** An admitted connection closed: its slot is free. */
+  private release(socket: Socket): void {
+    const client = clientAddress(socket);
+    const conns = this.connsByClient.get(client);
+    if (conns === undefined) return;
+    conns.delete(socket);
+    if (conns.size === 0) this.connsByClient.delete(client);
   }
 
-  /** Go's request checks and ServeMux redirects; a routed path goes on to Consul's wrap (serveRoute). */
-  private serve(exchange: Exchange): void {
-    const { request, response } = exchange;
-    const method = request.method ?? 'GET';
-    if (request.httpVersion === '1.1' && request.headers.host === undefined) {
-      return writeGoError(response, 400, 'Bad Request: missing required Host header');
-    }
-    const target = parseTarget(request.url ?? '/');
-    if (target === 'asterisk') return method === 'OPTIONS' ? writeEmpty(response, 200, []) : writeGoError(response, 400, '');
-    if (target === undefined) return writeGoError(response, 400, 'Bad Request');
+  /** Go's request-target checks and ServeMux redirects; a routed path goes on to Consul's wrap (serveRoute). */
+  private serve(exchange: Http1Exchange): void {
+    const { method } = exchange;
+    const target = parseTarget(exchange.target);
+    if (target === 'asterisk') return method === 'OPTIONS' ? writeEmpty(exchange, 200, []) : writeGoError(exchange, 400, '');
+    if (target === undefined) return writeGoError(exchange, 400, 'Bad Request');
     // cleanhttp.PrintablePathCheckHandler: a bare 400 before any routing.
-    if (!isPrintable(target.path)) return writeEmpty(response, 400, []);
+    if (!isPrintable(target.path)) return writeEmpty(exchange, 400, []);
     // Go 1.22+ cleans the escaped path, so "%2F%2F" in a KV key routes while a literal "//" redirects.
     const cleaned = cleanPath(target.rawPath);
-    if (cleaned !== target.rawPath) return writeRedirect(response, method, [], escapePath(Buffer.from(cleaned, 'latin1'), true), target.rawQuery);
+    if (cleaned !== target.rawPath) return writeRedirect(exchange, [], escapePath(Buffer.from(cleaned, 'latin1'), true), target.rawQuery);
     if (this.router.isTreeWithoutSlash(target.path)) {
-      return writeRedirect(response, method, [], escapePath(Buffer.from(`${target.path}/`), false), target.rawQuery);
+      return writeRedirect(exchange, [], escapePath(Buffer.from(`${target.path}/`), false), target.rawQuery);
     }
     const match = this.router.match(target.path);
-    if (match === undefined) return this.serveIndex(method, target.path, response);
+    if (match === undefined) return this.serveIndex(exchange, target.path);
     this.serveRoute(exchange, target, match.route, match.param);
   }
 
   /** Consul's wrap: its headers on every answer, then the query, OPTIONS, the method, and the body limit. */
-  private serveRoute(exchange: Exchange, target: ParsedTarget, route: HttpRoute, param: string): void {
-    const { request, response } = exchange;
-    const method = request.method ?? 'GET';
-    exchange.baseHeaders = this.routeHeaders;
+  private serveRoute(exchange: Http1Exchange, target: ParsedTarget, route: HttpRoute, param: string): void {
+    const { method } = exchange;
     const query = parseQuery(target.rawQuery);
     if (query === undefined) {
-      this.options.logger.error('Failed to decode query', { from: clientAddress(request.socket) });
-      return writeEmpty(response, 500, this.routeHeaders);
+      this.options.logger.error('Failed to decode query', { from: exchange.remoteAddress });
+      return writeEmpty(exchange, 500, this.routeHeaders);
     }
     if (method === 'OPTIONS' || !route.methods.includes(method)) {
       const headers = [...this.routeHeaders];
       putHeader(headers, 'Allow', ['OPTIONS', ...route.methods].join(','));
-      return method === 'OPTIONS' ? writeEmpty(response, 200, headers) : writeText(response, 405, headers, `method ${method} not allowed`);
+      return method === 'OPTIONS' ? writeEmpty(exchange, 200, headers) : writeText(exchange, 405, headers, `method ${method} not allowed`);
     }
-    if (method === 'GET' && Number(request.headers['content-length'] ?? 0) > 0) {
-      this.options.logger.warn('GET request has a non-empty body that will be ignored', { url: redactUrl(target), from: clientAddress(request.socket) });
+    if (method === 'GET' && exchange.bodyLength !== 0) {
+      this.options.logger.warn('GET request has a non-empty body that will be ignored', { url: redactUrl(target), from: exchange.remoteAddress });
     }
     const max = route.bodyBytesMax ?? HTTP_BODY_BYTES_MAX;
     const onBody = (body: Uint8Array | number): void => {
-      if (typeof body === 'number') {
-        const headers = [...this.routeHeaders];
-        putHeader(headers, 'Connection', 'close');
-        return writeText(response, 413, headers, (route.tooLargeText ?? bodyTooLargeText)(body, max));
-      }
-      const token = parseToken(query, tokenHeaders(request.rawHeaders));
-      const routed = new RoutedRequest(method, target.path, param, query, request.headers, body, token, clientAddress(request.socket), exchange);
+      if (typeof body === 'number') return writeText(exchange, 413, this.routeHeaders, (route.tooLargeText ?? bodyTooLargeText)(body, max), true);
+      const token = parseToken(query, tokenHeaders(exchange.rawHeaders));
+      const routed = new RoutedRequest(method, target.path, param, query, body, token, exchange);
       this.invoke(exchange, route, routed, target);
     };
-    whenReady(readBody(exchange, max), onBody, (error) => this.failed(exchange, error));
+    let body: Uint8Array | number | Promise<Uint8Array | number>;
+    try {
+      body = exchange.readBody(max);
+    } catch (error) {
+      return this.failed(exchange, this.routeHeaders, error);
+    }
+    whenReady(body, onBody, (error) => this.failed(exchange, this.routeHeaders, error));
   }
 
   /** Runs the handler; answers with its result, or with the text of the HttpError it threw. */
-  private invoke(exchange: Exchange, route: HttpRoute, request: RoutedRequest, target: ParsedTarget): void {
+  private invoke(exchange: Http1Exchange, route: HttpRoute, request: RoutedRequest, target: ParsedTarget): void {
     const onError = (error: unknown): void => this.answerError(exchange, request, target, error);
     let result: HttpResponse | Promise<HttpResponse>;
     try {
@@ -475,62 +384,36 @@ class Transport {
     whenReady(result, (value) => this.answer(exchange, request, target, value), onError);
   }
 
-  private answer(exchange: Exchange, request: RoutedRequest, target: ParsedTarget, result: HttpResponse): void {
+  private answer(exchange: Http1Exchange, request: RoutedRequest, target: ParsedTarget, result: HttpResponse): void {
     const { logger } = this.options;
     if (logger.isEnabled('debug')) logger.debug('Request finished', { method: request.method, url: redactUrl(target), from: request.remoteAddress });
-    writeResult(exchange.response, this.routeHeaders, result, this.options.isPrettyByDefault || request.query.has('pretty'));
+    writeResult(exchange, this.routeHeaders, result, this.options.isPrettyByDefault || request.query.has('pretty'));
   }
 
-  private answerError(exchange: Exchange, request: RoutedRequest, target: ParsedTarget, error: unknown): void {
-    if (!(error instanceof HttpError)) return this.failed(exchange, error);
+  private answerError(exchange: Http1Exchange, request: RoutedRequest, target: ParsedTarget, error: unknown): void {
+    if (!(error instanceof HttpError)) return this.failed(exchange, this.routeHeaders, error);
     this.options.logger.error('Request error', { method: request.method, url: redactUrl(target), from: request.remoteAddress, error: error.message });
-    writeText(exchange.response, error.status, this.routeHeaders, error.message);
+    writeText(exchange, error.status, this.routeHeaders, error.message);
   }
 
   /** Consul's Index handler: "/" and every path no route serves. */
-  private serveIndex(method: string, path: string, response: ServerResponse): void {
+  private serveIndex(exchange: Http1Exchange, path: string): void {
     const headers = this.indexHeaders;
-    if (path !== '/') return writeText(response, 404, headers, `${path.includes('/v1/') ? UNKNOWN_ENDPOINT_TEXT : NON_API_PATH_TEXT}\n`);
-    if (this.options.isUiEnabled) return writeRedirect(response, method, headers, '/ui/', '');
-    writeText(response, 200, headers, UI_DISABLED_TEXT);
+    if (path !== '/') return writeText(exchange, 404, headers, `${path.includes('/v1/') ? UNKNOWN_ENDPOINT_TEXT : NON_API_PATH_TEXT}\n`);
+    if (this.options.isUiEnabled) return writeRedirect(exchange, headers, '/ui/', '');
+    writeText(exchange, 200, headers, UI_DISABLED_TEXT);
   }
 
-  /** Registers the request for close() and aborts it when its client goes away. */
-  private track(request: IncomingMessage, response: ServerResponse): Exchange {
-    const exchange = new Exchange(request, response);
-    this.inflight.add(exchange);
-    this.responding.set(request.socket, response);
-    response.once('close', () => this.untrack(exchange));
-    if (this.isClosing) {
-      response.shouldKeepAlive = false;
-      exchange.abort();
-    }
-    return exchange;
-  }
-
-  /** The response closed: unfinished, it means the client went away, so the request is aborted. */
-  private untrack(exchange: Exchange): void {
-    const { request, response } = exchange;
-    this.inflight.delete(exchange);
-    if (this.inflight.size === 0) this.onDrained?.();
-    if (this.responding.get(request.socket) === response) this.responding.delete(request.socket);
-    if (!response.writableFinished) exchange.abort();
-  }
-
-  private failed(exchange: Exchange, error: unknown): void {
-    const { request, response } = exchange;
+  private failed(exchange: Http1Exchange, baseHeaders: HeaderList, error: unknown): void {
     // A client gone mid-body gets no answer; its connection is dropped so close() need not wait.
-    if (error instanceof RequestGone || response.destroyed) return void response.destroy();
+    if (error instanceof Http1Gone || exchange.isAnswered) return exchange.destroy();
     // A handler that gave up because its request was aborted (disconnect, shutdown): Consul logs "Request cancelled".
     if (exchange.isAborted) {
-      this.options.logger.info('Request cancelled', { method: request.method ?? '', from: clientAddress(request.socket), error: describe(error) });
-      return void response.destroy();
+      this.options.logger.info('Request cancelled', { method: exchange.method, from: exchange.remoteAddress, error: describe(error) });
+      return exchange.destroy();
     }
-    this.options.logger.error('Request error', { method: request.method ?? '', from: clientAddress(request.socket), error: describe(error) });
-    if (response.headersSent) return void response.destroy();
-    // A writeHead that threw on a bad header value has already set its status text ("OK").
-    response.statusMessage = '';
-    writeText(response, 500, exchange.baseHeaders, describe(error));
+    this.options.logger.error('Request error', { method: exchange.method, from: exchange.remoteAddress, error: describe(error) });
+    writeText(exchange, 500, baseHeaders, describe(error));
   }
 }
 
@@ -542,7 +425,14 @@ class Transport {
  */
 function whenReady<T>(value: T | Promise<T>, next: (value: T) => void, onError: (error: unknown) => void): void {
   if (value instanceof Promise) {
-    value.then(next).catch(onError);
+    // One reaction, not then().catch()'s two promises: a parked query keeps it until answered.
+    value.then((resolved) => {
+      try {
+        next(resolved);
+      } catch (error) {
+        onError(error);
+      }
+    }, onError);
     return;
   }
   try {
@@ -550,42 +440,6 @@ function whenReady<T>(value: T | Promise<T>, next: (value: T) => void, onError: 
   } catch (error) {
     onError(error);
   }
-}
-
-/** The body of a request that declares none (shared: a zero-length buffer cannot be written to). */
-const EMPTY_BODY = Buffer.alloc(0);
-
-/**
- * The body, or the byte count that broke `max` (Content-Length first, so nothing is buffered).
- * A request declaring no body (no Content-Length nor Transfer-Encoding, or a zero length) has it
- * at once. Throws or rejects with RequestGone when the request was aborted (client gone, server
- * closing) before its body was complete.
- */
-function readBody(exchange: Exchange, max: number): Uint8Array | number | Promise<Uint8Array | number> {
-  const { request, response } = exchange;
-  const declared = Number(request.headers['content-length'] ?? -1);
-  if (declared > max) return declared;
-  if (/100-continue/i.test(String(request.headers['expect'] ?? ''))) response.writeContinue();
-  if (exchange.isAborted) throw new RequestGone('request aborted before its body');
-  if (declared === 0 || (declared === -1 && request.headers['transfer-encoding'] === undefined)) return EMPTY_BODY;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const finish = (outcome: () => void): void => {
-      request.off('data', onData).off('end', onEnd).off('error', onGone).off('aborted', onGone);
-      exchange.onAbortBody = undefined;
-      outcome();
-    };
-    const onData = (chunk: Buffer): void => {
-      received += chunk.length;
-      if (received > max) finish(() => resolve(received));
-      else chunks.push(chunk);
-    };
-    const onEnd = (): void => finish(() => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    const onGone = (): void => finish(() => reject(new RequestGone('client went away mid-body')));
-    request.on('data', onData).on('end', onEnd).on('error', onGone).on('aborted', onGone);
-    exchange.onAbortBody = onGone;
-  });
 }
 
 /** The two headers parseToken reads, each with its values in arrival order (headersDistinct's shape, without building it all). */
@@ -705,8 +559,8 @@ function redactUrl(target: ParsedTarget): string {
 }
 
 /** Writes a handler's result after `baseHeaders`; the result's own headers replace same-named ones. */
-function writeResult(response: ServerResponse, baseHeaders: HeaderList, result: HttpResponse, isPretty: boolean): void {
-  if ('json' in result && result.json !== undefined && Object.isFrozen(result.json)) return writeFrozenJson(response, baseHeaders, result, isPretty);
+function writeResult(exchange: Http1Exchange, baseHeaders: HeaderList, result: HttpResponse, isPretty: boolean): void {
+  if ('json' in result && result.json !== undefined && Object.isFrozen(result.json)) return writeFrozenJson(exchange, baseHeaders, result, isPretty);
   let headers = baseHeaders;
   if (result.headers !== undefined) {
     const merged = [...baseHeaders];
@@ -714,11 +568,11 @@ function writeResult(response: ServerResponse, baseHeaders: HeaderList, result: 
     headers = merged;
   }
   const status = result.status ?? 200;
-  if ('text' in result) return writeText(response, status, headers, result.text);
-  if ('bytes' in result) return writeBody(response, status, headers, result.contentType, result.bytes);
+  if ('text' in result) return writeText(exchange, status, headers, result.text);
+  if ('bytes' in result) return writeBody(exchange, status, headers, result.contentType, result.bytes);
   // Consul's wrap writes no body for a nil result (agent service register answers 200, empty).
-  if (result.json === undefined) return writeEmpty(response, status, headers);
-  writeBody(response, status, headers, 'application/json', goJsonEscape(serializeJson(result.json, isPretty)));
+  if (result.json === undefined) return writeEmpty(exchange, status, headers);
+  writeBody(exchange, status, headers, 'application/json', goJsonEscape(serializeJson(result.json, isPretty)));
 }
 
 /**
@@ -735,7 +589,7 @@ interface FrozenAnswer {
   readonly isPretty: boolean;
   readonly extra: Readonly<Record<string, string>> | undefined;
   readonly headers: HeaderList;
-  /** Text, not bytes: node:http sends a text body in one write with the head (a Buffer costs a writev of two). */
+  /** Text, so lib/http1.ts can recognise the same answer by identity and reuse its response buffer. */
   readonly body: string;
 }
 
@@ -745,15 +599,14 @@ let lastFrozenAnswer: FrozenAnswer | undefined;
  * A JSON result whose value is frozen (the caller promises it is deeply immutable, as
  * lib/endpoints_kv.ts's cached entries are): serialized once, then written from the cache.
  */
-function writeFrozenJson(response: ServerResponse, baseHeaders: HeaderList, result: HttpResponse & { readonly json: unknown }, isPretty: boolean): void {
+function writeFrozenJson(exchange: Http1Exchange, baseHeaders: HeaderList, result: HttpResponse & { readonly json: unknown }, isPretty: boolean): void {
   const status = result.status ?? 200;
   let answer = lastFrozenAnswer;
   if (answer === undefined || answer.json !== result.json || answer.baseHeaders !== baseHeaders || answer.status !== status || answer.isPretty !== isPretty || !isSameHeaders(answer.extra, result.headers)) {
     answer = frozenAnswer(baseHeaders, result, status, isPretty);
     lastFrozenAnswer = answer;
   }
-  response.writeHead(status, answer.headers as string[]);
-  response.end(answer.body);
+  exchange.respond(status, answer.headers, answer.body);
 }
 
 function frozenAnswer(baseHeaders: HeaderList, result: HttpResponse & { readonly json: unknown }, status: number, isPretty: boolean): FrozenAnswer {
@@ -810,48 +663,40 @@ function goJsonEscape(json: string): string {
 }
 
 /** Plain text; an empty text is an empty body without Content-Type, as Go sends a bare WriteHeader. */
-function writeText(response: ServerResponse, status: number, headers: HeaderList, text: string): void {
-  if (text === '') return writeEmpty(response, status, headers);
-  writeBody(response, status, headers, 'text/plain; charset=utf-8', text);
+function writeText(exchange: Http1Exchange, status: number, headers: HeaderList, text: string, isClosing = false): void {
+  if (text === '') return writeEmpty(exchange, status, headers, isClosing);
+  writeBody(exchange, status, headers, 'text/plain; charset=utf-8', text, isClosing);
 }
 
-/**
- * Every response goes out through one writeHead with the raw header list: node:http's fastest
- * path (setHeader per header costs a map entry and a validation each).
- */
-function writeBody(response: ServerResponse, status: number, headers: HeaderList, contentType: string, body: string | Uint8Array): void {
+function writeBody(exchange: Http1Exchange, status: number, headers: HeaderList, contentType: string, body: string | Uint8Array, isClosing = false): void {
   const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
   const all = [...headers];
   putHeader(all, 'Content-Type', contentType);
   putHeader(all, 'Content-Length', String(length));
-  response.writeHead(status, all);
-  response.end(body);
+  exchange.respond(status, all, body, undefined, isClosing);
 }
 
-function writeEmpty(response: ServerResponse, status: number, headers: HeaderList): void {
+function writeEmpty(exchange: Http1Exchange, status: number, headers: HeaderList, isClosing = false): void {
   const all = [...headers];
   putHeader(all, 'Content-Length', '0');
-  response.writeHead(status, all);
-  response.end();
+  exchange.respond(status, all, '', undefined, isClosing);
 }
 
 /** Go's http.Redirect with 301 to an escaped path: an HTML body for GET only. */
-function writeRedirect(response: ServerResponse, method: string, baseHeaders: HeaderList, escapedPath: string, rawQuery: string): void {
+function writeRedirect(exchange: Http1Exchange, baseHeaders: HeaderList, escapedPath: string, rawQuery: string): void {
   const location = escapedPath + (rawQuery === '' ? '' : `?${rawQuery}`);
   const headers = [...baseHeaders];
   putHeader(headers, 'Location', location);
-  if (method !== 'GET' && method !== 'HEAD') return writeEmpty(response, 301, headers);
-  const body = method === 'GET' ? `<a href="${htmlEscape(location)}">Moved Permanently</a>.\n\n` : '';
-  writeBody(response, 301, headers, 'text/html; charset=utf-8', body);
+  if (exchange.method !== 'GET' && exchange.method !== 'HEAD') return writeEmpty(exchange, 301, headers);
+  const body = exchange.method === 'GET' ? `<a href="${htmlEscape(location)}">Moved Permanently</a>.\n\n` : '';
+  writeBody(exchange, 301, headers, 'text/html; charset=utf-8', body);
 }
 
 /** A Go server-level error: status line reason carries the detail, body repeats it, then close. */
-function writeGoError(response: ServerResponse, status: number, reason: string): void {
-  response.shouldKeepAlive = false;
-  if (reason === '') return writeEmpty(response, status, ['Connection', 'close']);
+function writeGoError(exchange: Http1Exchange, status: number, reason: string): void {
+  if (reason === '') return writeEmpty(exchange, status, [], true);
   const body = `${status} ${reason}`;
-  response.writeHead(status, reason, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', 'Content-Length': Buffer.byteLength(body) });
-  response.end(body);
+  exchange.respond(status, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(body))], body, reason, true);
 }
 
 /** Configured headers as a list, in Go's canonical case, a later duplicate replacing an earlier one. */
@@ -875,9 +720,6 @@ function putHeader(headers: string[], name: string, value: string): void {
   headers.push(name, value);
 }
 
-function goErrorResponse(statusLine: string, body: string): string {
-  return `HTTP/1.1 ${statusLine}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${body}`;
-}
 
 /** Go's url.URL path escaping: unreserved characters and $&+,/:;=@ stay (and % when already escaped), other bytes become %XX. */
 function escapePath(bytes: Uint8Array, isEscaped: boolean): string {
@@ -909,11 +751,6 @@ function canonicalHeaderName(name: string): string {
 const canonicalNames = new Map<string, string>();
 const CANONICAL_NAMES_CACHED_MAX = 1024;
 
-/** The client's IP as go-connlimit keys it; IPv4-mapped IPv6 is shown as IPv4. */
-function clientAddress(socket: Socket): string {
-  const address = socket.remoteAddress ?? '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
-}
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

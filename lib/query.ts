@@ -35,9 +35,9 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { parseDuration, NANOS_PER_MILLI } from './duration.js';
-import { HttpError, type HttpRequest } from './http.js';
+import { HttpError, type AbortSignalLike, type HttpRequest } from './http.js';
 import { goQuote } from './kvs.js';
-import { WatchSet, type MemDb, type ReadTxn } from './memdb.js';
+import { WatchSet, type ReadTxn } from './memdb.js';
 import type { QueryResult } from './schema.js';
 import type { StateStore } from './state.js';
 
@@ -45,12 +45,6 @@ import type { StateStore } from './state.js';
 // Exported types
 
 export type ConsistencyMode = 'default' | 'stale' | 'consistent';
-
-/**
- * What aborts a query's waits: a signal, or a function making one, called only when the query
- * has to wait. An HTTP request's signal costs an AbortController, which most reads never need.
- */
-export type AbortSource = AbortSignal | (() => AbortSignal);
 
 /** The query part of a request (Consul's structs.QueryOptions, the fields we serve). */
 export interface QueryOptions {
@@ -149,7 +143,7 @@ export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): Quer
   const { query } = request;
   const filter = query.get('filter') ?? '';
   const { consistency, maxStaleMs } = parseConsistency(query);
-  checkCacheControl(headerText(request.headers['cache-control']));
+  checkCacheControl(request.header('cache-control') ?? '');
   const waitText = query.get('wait') ?? '';
   let waitMs = 0;
   if (waitText !== '') {
@@ -190,14 +184,16 @@ export function checkDatacenter(request: HttpRequest, datacenter: string): void 
  * signal is looked at only before waiting (for a leader, or parked): a read that waits for
  * nothing completes even if it was already aborted.
  */
-export async function blockingQuery<T>(ctx: QueryContext, options: QueryOptions, signal: AbortSource, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
-  let mode = await admitRead(ctx, options, signal);
-  let result = await runBlocking(ctx, options, mode, signal, run);
-  if (isTooStale(ctx, options, result.meta)) {
-    mode = await admitRead(ctx, withoutStale(options), signal);
-    result = await runBlocking(ctx, withoutStale(options), mode, signal, run);
-  }
-  return result;
+export function blockingQuery<T>(ctx: QueryContext, options: QueryOptions, signal: AbortSignalLike, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
+  // Plain functions and one promise, no async frames: a parked query holds only what it needs
+  // (BlockingRun), which matters with thousands parked.
+  const first = whenAdmitted(admitRead(ctx, options, signal), (mode) => runBlocking(ctx, options, mode, signal, run));
+  if (options.consistency !== 'stale' || options.maxStaleMs === 0) return first;
+  return first.then((result) => {
+    if (!isTooStale(ctx, options, result.meta)) return result;
+    const fresh = withoutStale(options);
+    return whenAdmitted(admitRead(ctx, fresh, signal), (mode) => runBlocking(ctx, fresh, mode, signal, run));
+  });
 }
 
 /** A read that never blocks but still reports meta (txn reads): consistency handling only. */
@@ -222,13 +218,13 @@ export function queryMetaHeaders(meta: QueryMeta): Record<string, string> {
  * rpcHoldTimeout/16 (Consul's ForwardRPC loop). Throws HttpError(500, 'No cluster leader') when
  * rpcHoldTimeout passes first; rejects with the abort reason if `signal` aborts.
  */
-export async function waitForLeader(ctx: QueryContext, signal: AbortSource = NEVER_ABORTED): Promise<void> {
+export async function waitForLeader(ctx: QueryContext, signal: AbortSignalLike = NEVER_ABORTED): Promise<void> {
   const giveUpAt = performance.now() + ctx.rpcHoldTimeoutMs;
   while (!ctx.server.isLeader && ctx.server.leader() === '') {
     const remainingMs = giveUpAt - performance.now();
     if (remainingMs <= 0) throw new HttpError(500, ERR_NO_LEADER_MESSAGE);
     const staggerMs = Math.max(LEADER_RETRY_MS_MIN, randomStagger(ctx.rng, ctx.rpcHoldTimeoutMs / JITTER_FRACTION));
-    await sleep(Math.min(staggerMs, remainingMs), signalOf(signal));
+    await sleep(Math.min(staggerMs, remainingMs), signal);
   }
 }
 
@@ -262,7 +258,7 @@ interface ReadMode {
 }
 
 /** A signal that never aborts, for reads that cannot be cancelled. */
-const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+const NEVER_ABORTED: AbortSignalLike = new AbortController().signal;
 
 function parseConsistency(query: URLSearchParams): { consistency: ConsistencyMode; maxStaleMs: number } {
   let isStale = query.has('stale');
@@ -300,11 +296,6 @@ function checkCacheControl(raw: string): void {
   }
 }
 
-function headerText(value: string | string[] | undefined): string {
-  if (value === undefined) return '';
-  return Array.isArray(value) ? (value[0] ?? '') : value;
-}
-
 /** Consul's blockingQuery rule: above max_query_time -> the max; zero or negative -> the default. */
 function effectiveWaitMs(waitMs: number, ctx: QueryContext): number {
   if (waitMs > ctx.maxQueryTimeMs) return ctx.maxQueryTimeMs;
@@ -312,12 +303,23 @@ function effectiveWaitMs(waitMs: number, ctx: QueryContext): number {
   return waitMs;
 }
 
-/** Decides who answers before the first run; waits for a leader when the mode needs one. */
-async function admitRead(ctx: QueryContext, options: QueryOptions, signal: AbortSource): Promise<ReadMode> {
+/**
+ * Decides who answers before the first run: at once when the mode needs no waiting (the usual
+ * case: this server leads, or the read is stale), else after waiting for a leader.
+ */
+function admitRead(ctx: QueryContext, options: QueryOptions, signal: AbortSignalLike): ReadMode | Promise<ReadMode> {
   const { server } = ctx;
   const isConsistent = options.consistency === 'consistent';
   // A stale read needs a state that has been fed by a leader at least once.
   if (options.consistency === 'stale' && (server.isLeader || server.lastContactMs !== undefined)) return { isConsistent, level: 'stale' };
+  if (server.isLeader && (isConsistent || server.isReadyForReads)) return { isConsistent, level: isConsistent ? 'consistent' : options.consistency === 'stale' ? 'stale' : 'leader' };
+  return admitReadAfterWaiting(ctx, options, signal);
+}
+
+/** admitRead when there is no leader yet, or a fresh leader has not applied its inheritance. */
+async function admitReadAfterWaiting(ctx: QueryContext, options: QueryOptions, signal: AbortSignalLike): Promise<ReadMode> {
+  const { server } = ctx;
+  const isConsistent = options.consistency === 'consistent';
   await waitForLeader(ctx, signal);
   if (server.isLeader) {
     // A leader elected a moment ago (after a restart, say) may not have applied the entries it
@@ -330,45 +332,23 @@ async function admitRead(ctx: QueryContext, options: QueryOptions, signal: Abort
   return { isConsistent, level: 'stale' };
 }
 
-/** The run-park-rerun loop; returns at once when not blocking. */
-async function runBlocking<T>(ctx: QueryContext, options: QueryOptions, mode: ReadMode, source: AbortSource, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
-  if (options.minQueryIndex === 0) {
-    if (mode.isConsistent) await confirmReadIndex(ctx);
-    return readNow(ctx, mode, run, undefined);
-  }
-  const signal = signalOf(source);
-  throwIfAborted(signal);
-  const waitMs = options.maxQueryTimeMs + parkingJitterMs(ctx.rng, options.maxQueryTimeMs / JITTER_FRACTION);
-  const parking = new Parking(signal, Math.min(waitMs, TIMER_MS_MAX));
-  try {
-    let previousIndex = 0;
-    for (;;) {
-      if (mode.isConsistent) await confirmReadIndex(ctx);
-      const { result, wait } = readOrPark(ctx, options, mode, run, parking, previousIndex);
-      if (wait === undefined) return result;
-      previousIndex = result.meta.index;
-      const outcome = await wait;
-      if (outcome === 'aborted') throw abortReason(signal);
-      if (outcome === 'timeout') return result;
-    }
-  } finally {
-    parking.close();
-  }
+function whenAdmitted<R>(mode: ReadMode | Promise<ReadMode>, next: (mode: ReadMode) => Promise<R>): Promise<R> {
+  return mode instanceof Promise ? mode.then(next) : next(mode);
 }
 
-/**
- * Runs the query once with a fresh WatchSet; answers when its index passed the client's, went
- * back (the state was restored from a snapshot: Consul answers when its state store is
- * abandoned) or the wait is over; otherwise starts a wait on what it read. The WatchSet lives
- * only in this frame: the memdb registry keeps its own copy of the targets, so a parked query
- * does not hold it.
- */
-function readOrPark<T>(ctx: QueryContext, options: QueryOptions, mode: ReadMode, run: (txn: ReadTxn) => QueryResult<T>, parking: Parking, previousIndex: number): { result: { value: T; meta: QueryMeta }; wait: Promise<WaitOutcome> | undefined } {
-  const watchSet = new WatchSet();
-  const result = readNow(ctx, mode, run, watchSet);
-  const wentBack = result.meta.index < previousIndex;
-  if (result.meta.index > options.minQueryIndex || wentBack || parking.isExpired) return { result, wait: undefined };
-  return { result, wait: parking.park(ctx.state.db, watchSet) };
+/** The run-park-rerun loop; answers at once when not blocking. */
+function runBlocking<T>(ctx: QueryContext, options: QueryOptions, mode: ReadMode, signal: AbortSignalLike, run: (txn: ReadTxn) => QueryResult<T>): Promise<{ value: T; meta: QueryMeta }> {
+  if (options.minQueryIndex === 0) {
+    if (mode.isConsistent) return confirmReadIndex(ctx).then(() => readNow(ctx, mode, run, undefined));
+    try {
+      return Promise.resolve(readNow(ctx, mode, run, undefined));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  const waitMs = options.maxQueryTimeMs + parkingJitterMs(ctx.rng, options.maxQueryTimeMs / JITTER_FRACTION);
+  return new Promise((resolve, reject) => new BlockingRun(ctx, options, mode, signal, run, Math.min(waitMs, TIMER_MS_MAX), resolve, reject).next());
 }
 
 /** A consistent read first confirms leadership with a ReadIndex round (Consul's consistentRead). */
@@ -420,81 +400,113 @@ function randomStagger(rng: () => number, limitMs: number): number {
   return Math.floor(rng() * limitMs);
 }
 
-/** How one wait of a parked query ended. */
-type WaitOutcome = 'changed' | 'timeout' | 'aborted';
-
 /**
- * The timer and abort listener of one blocking query, and the memdb watch of its current wait.
- * Kept small: a parked query costs this object (which is also its timer argument and abort
- * listener), one memdb callback capturing only `this` (never the WatchSet), one memdb watcher
- * and the pending promise.
- * Invariant: at most one wait is pending; close() releases everything.
+ * One blocking query from its first run to its answer: it runs the query with a fresh WatchSet,
+ * answers when the index passed the client's, went back (the state was restored from a
+ * snapshot: Consul answers when its state store is abandoned) or the wait is over, and
+ * otherwise parks on what it read until memdb reports a change, then runs again.
+ *
+ * Kept small, since thousands may be parked: a parked query costs this object (which is also
+ * its timer argument and abort listener), one memdb callback capturing only `this` (never the
+ * WatchSet: the memdb registry keeps its own copy of the targets), one memdb watcher, its last
+ * result, and the promise its caller waits on. No async frame stays suspended.
+ * Invariant: at most one memdb watch is armed; close() releases the timer, the abort listener
+ * and the watch, once, before the promise settles.
  */
-class Parking {
-  isExpired = false;
-  private isAborted = false;
-  /** Resolves the pending wait; undefined when none is pending. */
-  private settle: ((outcome: WaitOutcome) => void) | undefined;
+class BlockingRun<T> {
+  private isExpired = false;
+  private isSettled = false;
+  /** The index of the last run, to see the state go back. */
+  private previousIndex = 0;
+  /** The last result: what a wait that times out answers. */
+  private last: { value: T; meta: QueryMeta } | undefined;
+  /** Disarms the current memdb watch; undefined when not parked. */
   private cancelWatch: (() => void) | undefined;
   private readonly timer: ReturnType<typeof setTimeout>;
   /** memdb calls this inside the writer's commit: defer the answer so the writer replies first. */
   private readonly onChange = (): void => queueWake(this);
 
   constructor(
-    private readonly signal: AbortSignal,
+    private readonly ctx: QueryContext,
+    private readonly options: QueryOptions,
+    private readonly mode: ReadMode,
+    private readonly signal: AbortSignalLike,
+    private readonly run: (txn: ReadTxn) => QueryResult<T>,
     waitMs: number,
+    private readonly resolve: (result: { value: T; meta: QueryMeta }) => void,
+    private readonly reject: (error: unknown) => void,
   ) {
-    // The parking itself is the timer argument and the abort listener: no closure per query.
-    this.timer = setTimeout(expireParking, waitMs, this);
+    // The run itself is the timer argument and the abort listener: no closure per query.
+    this.timer = setTimeout(expireRun, waitMs, this);
     signal.addEventListener('abort', this, { once: true });
+  }
+
+  /** Runs the query (after a ReadIndex round in consistent mode), then answers or parks. */
+  next(): void {
+    if (!this.mode.isConsistent) return this.readOrPark();
+    confirmReadIndex(this.ctx).then(
+      () => this.readOrPark(),
+      (error: unknown) => this.settle(undefined, error),
+    );
+  }
+
+  /** Called from the wake queue: what the query read changed. A settled run ignores it. */
+  wakeChanged(): void {
+    if (this.cancelWatch === undefined) return;
+    this.cancelWatch();
+    this.cancelWatch = undefined;
+    this.next();
+  }
+
+  /** The wait timer fired: answer the last result now, or after a run in progress. */
+  expire(): void {
+    this.isExpired = true;
+    if (this.cancelWatch !== undefined) this.settle(this.last);
   }
 
   /** The abort listener (EventListenerObject): the client went away or the server stops. */
   handleEvent(): void {
-    this.isAborted = true;
-    this.finish('aborted');
+    this.settle(undefined, abortReason(this.signal));
   }
 
-  /** The wait timer fired: the current wait ends with 'timeout', and so will any later one. */
-  expire(): void {
-    this.isExpired = true;
-    this.finish('timeout');
+  private readOrPark(): void {
+    if (this.isSettled) return;
+    const watchSet = new WatchSet();
+    let result: { value: T; meta: QueryMeta };
+    try {
+      result = readNow(this.ctx, this.mode, this.run, watchSet);
+    } catch (error) {
+      return this.settle(undefined, error);
+    }
+    const wentBack = result.meta.index < this.previousIndex;
+    if (result.meta.index > this.options.minQueryIndex || wentBack || this.isExpired) return this.settle(result);
+    this.previousIndex = result.meta.index;
+    this.last = result;
+    // memdb fires at the earliest on a microtask, so the watch is armed before any wake.
+    this.cancelWatch = this.ctx.state.db.watch(watchSet, this.onChange);
   }
 
-  /** Waits for a change to what `watchSet` recorded, the timer, or an abort. */
-  park(db: MemDb, watchSet: WatchSet): Promise<WaitOutcome> {
-    assert.ok(this.settle === undefined, 'one wait at a time');
-    if (this.isAborted) return Promise.resolve('aborted');
-    if (this.isExpired) return Promise.resolve('timeout');
-    const wait = new Promise<WaitOutcome>((resolve) => (this.settle = resolve));
-    // memdb fires at the earliest on a microtask, so the wait is armed before any wake.
-    this.cancelWatch = db.watch(watchSet, this.onChange);
-    return wait;
-  }
-
-  /** Called from the wake queue; a wait that already ended (timeout, abort) ignores it. */
-  wakeChanged(): void {
-    this.finish('changed');
-  }
-
-  close(): void {
+  /** Releases everything, then resolves with `result` or rejects with `error`; once. */
+  private settle(result: { value: T; meta: QueryMeta } | undefined, error?: unknown): void {
+    if (this.isSettled) return;
+    this.isSettled = true;
     clearTimeout(this.timer);
     this.signal.removeEventListener('abort', this);
-    this.finish('aborted');
-  }
-
-  private finish(outcome: WaitOutcome): void {
-    const settle = this.settle;
-    if (settle === undefined) return;
-    this.settle = undefined;
     this.cancelWatch?.();
     this.cancelWatch = undefined;
-    settle(outcome);
+    if (result !== undefined) this.resolve(result);
+    else this.reject(error);
   }
 }
 
-function expireParking(parking: Parking): void {
-  parking.expire();
+/** What the timer and the wake queue see of a BlockingRun (whatever its result type). */
+interface ParkedRun {
+  wakeChanged(): void;
+  expire(): void;
+}
+
+function expireRun(run: ParkedRun): void {
+  run.expire();
 }
 
 /**
@@ -504,11 +516,11 @@ function expireParking(parking: Parking): void {
  * of every other socket. Bounded by the number of parked queries (each queues at most once per
  * wait, and a parked query holds one HTTP connection).
  */
-const wakeQueue: Parking[] = [];
+const wakeQueue: ParkedRun[] = [];
 let isWakeDrainScheduled = false;
 
-function queueWake(parking: Parking): void {
-  wakeQueue.push(parking);
+function queueWake(run: ParkedRun): void {
+  wakeQueue.push(run);
   if (isWakeDrainScheduled) return;
   isWakeDrainScheduled = true;
   setImmediate(drainWakes);
@@ -518,28 +530,20 @@ function queueWake(parking: Parking): void {
 function drainWakes(): void {
   isWakeDrainScheduled = false;
   const batch = wakeQueue.splice(0, WAKE_BATCH_MAX);
-  for (const parking of batch) parking.wakeChanged();
+  for (const run of batch) run.wakeChanged();
   if (wakeQueue.length > 0 && !isWakeDrainScheduled) {
     isWakeDrainScheduled = true;
     setImmediate(drainWakes);
   }
 }
 
-function signalOf(source: AbortSource): AbortSignal {
-  return typeof source === 'function' ? source() : source;
-}
-
-function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw abortReason(signal);
-}
-
-function abortReason(signal: AbortSignal): Error {
+function abortReason(signal: AbortSignalLike): Error {
   const reason: unknown = signal.reason;
   return reason instanceof Error ? reason : new Error('blocking query aborted');
 }
 
 /** Resolves after `ms`, or rejects with the abort reason if `signal` aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: AbortSignalLike): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(abortReason(signal));
     const onAbort = (): void => {

@@ -29,7 +29,7 @@ async function serve(deps: AgentEndpointDeps): Promise<HttpListener> {
 async function callRoute(deps: AgentEndpointDeps, path: string, query: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
   const route = agentRoutes(deps).find((candidate) => candidate.path === path);
   assert.ok(route, `no route ${path}`);
-  const request: HttpRequest = { method: 'GET', path, param: '', query: new URLSearchParams(query), headers, body: new Uint8Array(), token: '', remoteAddress: '127.0.0.1', signal: new AbortController().signal };
+  const request: HttpRequest = { method: 'GET', path, param: '', query: new URLSearchParams(query), header: (name) => Object.entries(headers).find(([candidate]) => candidate.toLowerCase() === name.toLowerCase())?.[1], body: new Uint8Array(), token: '', remoteAddress: '127.0.0.1', signal: new AbortController().signal };
   return route.handler(request);
 }
 

@@ -23,7 +23,7 @@ function fakeRequest(queryText: string, options: { headers?: Record<string, stri
     path: '/v1/kv/a',
     param: 'a',
     query: new URLSearchParams(queryText),
-    headers: options.headers ?? {},
+    header: (name) => Object.entries(options.headers ?? {}).find(([candidate]) => candidate.toLowerCase() === name.toLowerCase())?.[1],
     body: Buffer.from(options.body ?? '', 'utf8'),
     token: options.token ?? '',
     remoteAddress: '127.0.0.1',
