@@ -13,7 +13,9 @@
 // the counter is unique). The matching etcd row of a consul-ts row: default and ?stale GET vs
 // the serializable range, ?consistent GET vs the linearizable range, PUT vs put.
 //
-// Parked blocking queries run first, on the fresh agent, so wrk's garbage does not hide in the
+// Parked blocking queries run first (after the same measurement against a bare node:net server
+// that parks the GETs and, on the PUT, writes one prebuilt answer to every socket in a loop: the
+// runtime's floor for the release), on the fresh agent, so wrk's garbage does not hide in the
 // RSS baseline: a child process (this file with `park` as its argument) opens BENCH_PARKED
 // (10,000) raw-socket connections (node:http's client parsing 10k answers at once cost more CPU
 // than the agent's release), each `GET /v1/kv/blocking/key?index=<X-Consul-Index>&wait=5m`; once the
@@ -103,6 +105,12 @@ interface Servers {
   readonly hasConsulKv: boolean;
   /** The descriptor limit the agent runs with. */
   readonly fdLimit: number;
+}
+
+/** The parked-query measurements: against the bare node:net floor, then the agent. */
+interface ParkOutcomes {
+  readonly floor: ParkOutcome | Error;
+  readonly agent: ParkOutcome | Error;
 }
 
 /** The parked-query measurement as the parent reports it. */
@@ -230,6 +238,38 @@ http.createServer((req, res) => {
   req.on('end', () => {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
+  });
+}).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+/**
+ * The floor of a parked-query release on this runtime: node:net, no HTTP machinery, one prebuilt
+ * answer. A GET with `index=` parks; other GETs answer X-Consul-Index 1; a PUT answers `true`
+ * (Connection: close) and then writes the answer (X-Consul-Index 2) to every parked socket.
+ */
+const BARE_PARK_SERVER = `
+const net = require('node:net');
+const body = process.argv[2];
+const answer = (index, text) => Buffer.from('HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nX-Consul-Index: ' + index + '\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\n\\r\\n' + text);
+const released = answer(2, body);
+let parked = [];
+net.createServer((socket) => {
+  let pending = '';
+  socket.on('error', () => {});
+  socket.on('data', (chunk) => {
+    pending += chunk.toString('latin1');
+    const end = pending.indexOf('\\r\\n\\r\\n');
+    if (end === -1) return;
+    const line = pending.slice(0, pending.indexOf('\\r\\n'));
+    const length = Number(/content-length: *(\\d+)/i.exec(pending.slice(0, end))?.[1] ?? 0);
+    if (pending.length < end + 4 + length) return;
+    pending = pending.slice(end + 4 + length);
+    if (line.startsWith('GET ') && line.includes('index=')) return void parked.push(socket);
+    if (line.startsWith('GET ')) return void socket.write(answer(1, body));
+    socket.end('HTTP/1.1 200 OK\\r\\nContent-Length: 4\\r\\nConnection: close\\r\\n\\r\\ntrue');
+    const sockets = parked;
+    parked = [];
+    setImmediate(() => { for (const parkedSocket of sockets) parkedSocket.write(released); });
   });
 }).listen(Number(process.argv[1]), '127.0.0.1');
 `;
@@ -546,16 +586,32 @@ async function blockingGauge(port: number): Promise<number | undefined> {
   return metrics.Gauges?.find((gauge) => gauge.Name.endsWith('rpc.queries_blocking'))?.Value;
 }
 
-async function benchParked(servers: Servers): Promise<ParkOutcome> {
-  const port = servers.ports['consul-ts'];
+/** The release against the bare node:net floor (started for it, stopped after), then the agent's. */
+async function benchParkedPair(scratch: string, servers: Servers): Promise<ParkOutcomes> {
+  const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
+  const floorPort = await freePort();
+  const launch = withFdLimit(PARKED + FD_HEADROOM, ['-e', BARE_PARK_SERVER, String(floorPort), kvShapedBody()]);
+  let floor: ParkOutcome | Error;
+  if (launch === undefined) floor = new Error('descriptor limit too low for the floor server');
+  else {
+    const { child } = children.start(launch.command, launch.args, scratch, 'bare node:net park server');
+    await waitFor('the bare park server', async () => ((await httpRequest(floorPort, 'GET', '/')).status === 200 ? true : undefined));
+    floor = await benchParked(floorPort, child.pid!, launch.limit).catch(asError);
+    await children.stop(child);
+  }
+  const agent = await benchParked(servers.ports['consul-ts'], servers.agentPid, servers.fdLimit).catch(asError);
+  return { floor, agent };
+}
+
+async function benchParked(port: number, serverPid: number, serverFdLimit: number): Promise<ParkOutcome> {
   const spec: ParkSpec = { port, count: PARKED, key: 'blocking/key' };
   const launch = withFdLimit(PARKED + FD_HEADROOM, ['--import', 'tsx', import.meta.filename, 'park', JSON.stringify(spec)]);
   const needed = PARKED + FD_HEADROOM;
-  if (launch === undefined || servers.fdLimit < needed) {
+  if (launch === undefined || serverFdLimit < needed) {
     const { soft, hard } = fdLimits();
     throw new Error(`ulimit -n is ${soft} (hard ${hard}): ${PARKED} parked queries need ${needed} descriptors in the agent and in the client. Raise the limit (e.g. \`ulimit -n 65536\` as root) or set BENCH_PARKED lower.`);
   }
-  const rssBeforeMb = readRssMb(servers.agentPid);
+  const rssBeforeMb = readRssMb(serverPid);
   const child = spawn(launch.command, launch.args, { stdio: ['pipe', 'pipe', 'inherit'] });
   children.track(child);
   const lines = createInterface({ input: child.stdout });
@@ -564,7 +620,7 @@ async function benchParked(servers: Servers): Promise<ParkOutcome> {
     child.once('exit', (code) => rejectLine(new Error(`parking client exited with ${code}`)));
   });
   try {
-    return await parkAndRelease(port, servers.agentPid, child, nextLine, rssBeforeMb, Math.min(servers.fdLimit, launch.limit));
+    return await parkAndRelease(port, serverPid, child, nextLine, rssBeforeMb, Math.min(serverFdLimit, launch.limit));
   } finally {
     // The client's 10,000 sockets must be gone before wrk loads the agent.
     const exited = new Promise<void>((resolveExit) => (child.exitCode !== null ? resolveExit() : child.once('exit', () => resolveExit())));
@@ -623,8 +679,14 @@ function ratioTarget(rows: readonly Row[], what: string, id: string, peerId: str
   return `- ${what} (${JUDGE_CONNECTIONS} connections): ${fmt(judged.ratio)}x, ${verdict(judged.ratio >= minimum && !judged.hasErrors)}${errors}${others === '' ? '' : ` (${others})`}`;
 }
 
-function printParked(outcome: ParkOutcome | Error | undefined): string[] {
-  if (outcome === undefined) return ['- parked blocking queries: skipped (BENCH_PARKED=0 or no HTTP KV)'];
+function printParked(outcomes: ParkOutcomes | undefined): string[] {
+  if (outcomes === undefined) return ['- parked blocking queries: skipped (BENCH_PARKED=0 or no HTTP KV)'];
+  const { floor, agent: outcome } = outcomes;
+  if (floor instanceof Error) console.log(`\nParked-query floor (bare node:net server): FAILED: ${floor.message}`);
+  else {
+    console.log(`\nParked-query floor: a bare node:net server writing one prebuilt answer to each of ${floor.result.parked} parked sockets in a loop:`);
+    console.log(`- released: p50 ${fmt(floor.result.releaseP50Ms, 1)} ms, p100 ${fmt(floor.result.releaseP100Ms, 1)} ms after the PUT was sent; extra RSS while parked ${fmt(floor.extraRssMb, 1)} MB; bad ${floor.result.bad}`);
+  }
   if (outcome instanceof Error) {
     console.log(`\nParked blocking queries: FAILED: ${outcome.message}`);
     return [`- ${PARKED} parked blocking queries: NOT met (the run failed)`];
@@ -637,6 +699,7 @@ function printParked(outcome: ParkOutcome | Error | undefined): string[] {
   console.log(`- parking client CPU during the release: ${Math.round(result.clientCpu * 100)}% of a core${saturated}`);
   console.log(`- answered early: ${result.early}; bad or failed: ${result.bad}${result.firstError === '' ? '' : ` (first: ${result.firstError})`}`);
   console.log(`- agent extra RSS while parked: ${fmt(extraRssMb, 1)} MB`);
+  if (!(floor instanceof Error)) console.log(`- against the floor: p100 ${fmt(result.releaseP100Ms / floor.result.releaseP100Ms)}x, p50 ${fmt(result.releaseP50Ms / floor.result.releaseP50Ms)}x, RSS ${fmt(extraRssMb / floor.extraRssMb)}x`);
   console.log(`- peer: etcd 3.4, one put to 10k watchers released in ${ETCD_WATCH_10K_MS} ms (shared/spec/baselines.md; quoted, not re-measured in this run)`);
   const isClean = result.parked === PARKED && result.early === 0 && result.bad === 0;
   if (PARKED !== ISSUE_PARKED) console.log(`- note: issue 5's targets are for ${ISSUE_PARKED} parked queries; this run parked ${PARKED}`);
@@ -646,7 +709,7 @@ function printParked(outcome: ParkOutcome | Error | undefined): string[] {
   ];
 }
 
-function printReport(rows: readonly Row[], hasConsulKv: boolean, parked: ParkOutcome | Error | undefined, etcdVersion: string): void {
+function printReport(rows: readonly Row[], hasConsulKv: boolean, parked: ParkOutcomes | undefined, etcdVersion: string): void {
   console.log(`wrk -t1 -cN -d${DURATION_S}s --latency on loopback, one server under load at a time; ${VALUE_BYTES}-byte values; fsync on; etcd ${etcdVersion} single member via its HTTP/JSON gateway.`);
   console.log('Ratio to bare: reads vs the bare GET, writes vs the bare PUT. Ratio to etcd: default and ?stale GET vs serializable range, ?consistent vs linearizable range, PUT vs put.\n');
   if (!hasConsulKv) console.log('consul-ts rows missing: the agent answers 404 for /v1/kv/ (no HTTP KV routes in this build).\n');
@@ -688,8 +751,8 @@ async function main(): Promise<void> {
     const refused = servers.hasConsulKv ? await refusedConnections(servers.ports['consul-ts'], probeCount) : 0;
     if (refused > 0) console.log(`WARNING: the agent refused ${refused} of ${probeCount} concurrent connections (429): limits.http_max_conns_per_client from the config file is not applied, so rows at high connection counts measure refusals.\n`);
     // Parked queries first, on a fresh agent, so its RSS baseline is not inflated by wrk's load.
-    let parked: ParkOutcome | Error | undefined;
-    if (servers.hasConsulKv && PARKED > 0) parked = await benchParked(servers).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+    let parked: ParkOutcomes | undefined;
+    if (servers.hasConsulKv && PARKED > 0) parked = await benchParkedPair(scratch, servers);
     const workloads = WORKLOADS.filter((workload) => servers.hasConsulKv || workload.server !== 'consul-ts');
     const rows = runWorkloads(scratch, servers, workloads);
     printReport(rows, servers.hasConsulKv, parked, etcdVersion);

@@ -14,6 +14,8 @@ export class ChildProcesses {
   private readonly children = new Set<ChildProcess>();
   /** Set while we stop children on purpose: their exits are not reported. */
   private isStopping = false;
+  /** Children stopped one by one on purpose (stop()). */
+  private readonly stopped = new WeakSet<ChildProcess>();
 
   /** Starts a long-running process; its stdout and stderr are kept (the tail) for error reports. */
   start(command: string, args: readonly string[], cwd: string, name: string): { child: ChildProcess; output: () => string } {
@@ -26,7 +28,7 @@ export class ChildProcesses {
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
     this.track(child, (code, signal) => {
-      if (!this.isStopping) process.stderr.write(`${name} exited early (${code ?? signal}):\n${output.slice(-2_000)}\n`);
+      if (!this.isStopping && !this.stopped.has(child)) process.stderr.write(`${name} exited early (${code ?? signal}):\n${output.slice(-2_000)}\n`);
     });
     return { child, output: () => output };
   }
@@ -49,6 +51,15 @@ export class ChildProcesses {
   signalAll(signal: NodeJS.Signals): void {
     this.isStopping = true;
     for (const child of this.children) child.kill(signal);
+  }
+
+  /** SIGKILLs one child and waits (bounded) for it to exit. */
+  async stop(child: ChildProcess): Promise<void> {
+    this.stopped.add(child);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
+    child.kill('SIGKILL');
+    await Promise.race([exited, new Promise((resolveWait) => setTimeout(resolveWait, STOP_WAIT_MS))]);
   }
 
   /** SIGKILLs every child and waits (bounded) for them to exit. */

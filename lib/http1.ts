@@ -379,11 +379,12 @@ export class Connection {
     const isKeptAlive = !isClosing && this.isBodyConsumed && !this.server.closing && !this.isReadEnded && exchange.wantsKeepAlive;
     const connectionHeader = isKeptAlive ? (exchange.isHttp10 ? 'keep-alive' : '') : 'close';
     const message = serializeResponse(status, reason, headers, isHead ? '' : body, connectionHeader);
-    corkUntilTickEnds(this.socket);
     if (typeof message === 'string' || message instanceof Uint8Array) this.socket.write(message);
     else {
+      this.socket.cork();
       this.socket.write(message.head);
       this.socket.write(message.body);
+      this.socket.uncork();
     }
     this.exchange = undefined;
     this.server.checkDrained();
@@ -756,31 +757,6 @@ function wantsKeepAlive(isHttp10: boolean, connection: string): boolean {
 
 // ---------------------------------------------------------------------------------------------
 // Private helpers: responses
-
-/**
- * Sockets written in this tick, corked until the tick's callbacks and promise jobs are done.
- * One write that wakes 10,000 blocking queries answers them all in one run of promise jobs;
- * writing each answer as it was made cost ~30 us of kernel time per socket (the client's reader
- * had to be woken for every one), writing them back to back ~15 us (measured, issue 5). A
- * request answered on its own pays one process.nextTick.
- */
-const corkedSockets: Socket[] = [];
-let isUncorkScheduled = false;
-
-function corkUntilTickEnds(socket: Socket): void {
-  if (socket.writableCorked > 0) return;
-  socket.cork();
-  corkedSockets.push(socket);
-  if (isUncorkScheduled) return;
-  isUncorkScheduled = true;
-  process.nextTick(uncorkAll);
-}
-
-function uncorkAll(): void {
-  isUncorkScheduled = false;
-  const sockets = corkedSockets.splice(0);
-  for (const socket of sockets) socket.uncork();
-}
 
 /**
  * The last serialized answer, reused while the next one has the same parts: a write that wakes
