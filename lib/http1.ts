@@ -91,6 +91,8 @@ export const HTTP1_TRAILER_BYTES_MAX = 64 * 1024;
 export const GO_BAD_REQUEST = goErrorResponse(400, 'Bad Request', '');
 export const GO_HEADERS_TOO_LARGE = goErrorResponse(431, 'Request Header Fields Too Large', '');
 const REQUEST_TIMEOUT_RESPONSE = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+/** Go's answer to a transfer coding other than chunked: the detail in the body only. */
+const UNSUPPORTED_TRANSFER_ENCODING_RESPONSE = 'HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nUnsupported transfer encoding';
 const EXPECTATION_FAILED_RESPONSE = 'HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
 const CONTINUE_RESPONSE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
@@ -199,6 +201,8 @@ export class Http1Exchange implements AbortSignalLike {
   isAnswered = false;
   /** The abort listeners; usually none or one (a parked blocking query). */
   private abortListeners: AbortListener[] | undefined;
+  /** Invariant: the body is read at most once (a second read would consume the next request). */
+  private isBodyRequested = false;
 
   constructor(
     readonly connection: Connection,
@@ -242,7 +246,7 @@ export class Http1Exchange implements AbortSignalLike {
   }
 
   addEventListener(_type: 'abort', listener: AbortListener): void {
-    if (this.isAborted) return;
+    if (this.isAborted || this.abortListeners?.includes(listener)) return;
     (this.abortListeners ??= []).push(listener);
   }
 
@@ -271,6 +275,10 @@ export class Http1Exchange implements AbortSignalLike {
    */
   readBody(max: number): Uint8Array | number | Promise<Uint8Array | number> {
     if (this.bodyLength === 0) return EMPTY_BODY;
+    // Read once; afterwards the body is at its end, as Go's Body returns EOF (a second read must
+    // not consume the next pipelined request).
+    if (this.isBodyRequested) return EMPTY_BODY;
+    this.isBodyRequested = true;
     if (this.bodyLength > max) return this.bodyLength;
     if (this.isAborted) throw new Http1Gone('request aborted before its body');
     return this.connection.readBody(this, max);
@@ -343,6 +351,8 @@ export class Connection {
   private isBodyConsumed = true;
   private isReadEnded = false;
   private isPaused = false;
+  /** Set while parse() runs: an answer given synchronously inside it lets parse()'s loop go on, never recursing. */
+  private isParsing = false;
 
   constructor(
     private readonly server: Http1Server,
@@ -376,9 +386,10 @@ export class Connection {
   respond(exchange: Http1Exchange, status: number, headers: HeaderList, body: string | Uint8Array, reason: string | undefined, isClosing: boolean): void {
     if (exchange !== this.exchange || this.state !== 'exchange') return; // the connection failed or closed meanwhile
     const isHead = exchange.method === 'HEAD';
-    const isKeptAlive = !isClosing && this.isBodyConsumed && !this.server.closing && !this.isReadEnded && exchange.wantsKeepAlive;
-    const connectionHeader = isKeptAlive ? (exchange.isHttp10 ? 'keep-alive' : '') : 'close';
-    const message = serializeResponse(status, reason, headers, isHead ? '' : body, connectionHeader);
+    const isKeptAlive = !isClosing && this.isBodyConsumed && !this.server.closing && (!this.isReadEnded || this.pending !== undefined) && exchange.wantsKeepAlive;
+    // Go: HTTP/1.0 gets an HTTP/1.0 status line, "keep-alive" when kept, and never "close".
+    const connectionHeader = exchange.isHttp10 ? (isKeptAlive ? 'keep-alive' : '') : isKeptAlive ? '' : 'close';
+    const message = serializeResponse(exchange.isHttp10, status, reason, headers, isHead ? '' : body, connectionHeader);
     if (typeof message === 'string' || message instanceof Uint8Array) this.socket.write(message);
     else {
       this.socket.cork();
@@ -395,7 +406,7 @@ export class Connection {
       this.isPaused = false;
       this.socket.resume();
     }
-    if (this.pending !== undefined) this.parse();
+    if (!this.isParsing) this.parse();
   }
 
   /** Stops the exchange's body read, if one runs: its promise rejects with Http1Gone. */
@@ -447,9 +458,10 @@ export class Connection {
       this.body = undefined;
       reject(new Http1Gone('client went away mid-body'));
     }
-    // Go closes silently on EOF before or inside a request head (isCommonNetReadError).
+    // Go cancels the open request, still serves complete requests already buffered, and
+    // closes silently on EOF before or inside a request head (isCommonNetReadError).
     if (this.exchange !== undefined) this.exchange.abort();
-    else if (this.state === 'head') this.closeSoon();
+    else if (this.state === 'head') this.parse();
   }
 
   private onClose(): void {
@@ -471,6 +483,18 @@ export class Connection {
 
   /** Parses request heads from the buffer while the connection waits for one. */
   private parse(): void {
+    if (this.isParsing) return;
+    this.isParsing = true;
+    try {
+      this.parseHeads();
+    } finally {
+      this.isParsing = false;
+    }
+    // A client that closed its side is served what it had sent, then closed (Go serves the buffer).
+    if (this.isReadEnded && this.state === 'head' && this.pending === undefined) this.closeSoon();
+  }
+
+  private parseHeads(): void {
     while (this.state === 'head' && this.pending !== undefined) {
       const buffer = this.pending;
       const start = skipEmptyLines(buffer);
@@ -523,6 +547,8 @@ export class Connection {
       if (line === undefined) return; // an incomplete line waits in pending
       if (line === 'too long') return this.failBody(read);
       offset = line.next;
+      // Go requires CRLF after chunk data and on chunk-size lines (bare LF: CVE-2025-22871).
+      if (read.phase !== 'trailer' && !line.hasCarriageReturn) return this.failBody(read);
       if (read.phase === 'data-end') {
         if (line.text !== '') return this.failBody(read);
         read.phase = 'size';
@@ -542,7 +568,7 @@ export class Connection {
    * One CRLF (or LF) terminated line starting at offset, joined with any partial line kept in
    * pending from earlier chunks; undefined (the partial kept) when the line is incomplete.
    */
-  private takeLine(chunk: Buffer, offset: number, lineBytesMax: number): { text: string; next: number } | 'too long' | undefined {
+  private takeLine(chunk: Buffer, offset: number, lineBytesMax: number): { text: string; next: number; hasCarriageReturn: boolean } | 'too long' | undefined {
     const newline = chunk.indexOf(0x0a, offset);
     const partial = this.pending;
     if (newline === -1) {
@@ -551,8 +577,9 @@ export class Connection {
     }
     this.pending = undefined;
     let text = (partial === undefined ? '' : partial.toString('latin1')) + chunk.toString('latin1', offset, newline);
-    if (text.endsWith('\r')) text = text.slice(0, -1);
-    return text.length > lineBytesMax ? 'too long' : { text, next: newline + 1 };
+    const hasCarriageReturn = text.endsWith('\r');
+    if (hasCarriageReturn) text = text.slice(0, -1);
+    return text.length > lineBytesMax ? 'too long' : { text, next: newline + 1, hasCarriageReturn };
   }
 
   /**
@@ -689,12 +716,13 @@ function parseHead(text: string): ParsedHead | string {
     // continuation lines, "Name :") and control bytes in values, all as a plain 400.
     if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) return GO_BAD_REQUEST;
     const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
+    const value = trimOptionalWhitespace(line.slice(colon + 1));
     if (FIELD_VALUE_INVALID.test(value)) return GO_BAD_REQUEST;
     rawHeaders.push(name, value);
     switch (name.length <= WIRE_HEADER_LENGTH_MAX ? name.toLowerCase() : '') {
       case 'host':
         hostCount++;
+        if (!VALID_HOST.test(value)) return goErrorResponse(400, 'Bad Request', 'malformed Host header');
         break;
       case 'content-length':
         (lengths ??= []).push(value);
@@ -713,7 +741,8 @@ function parseHead(text: string): ParsedHead | string {
   const isHttp10 = version[2] === '0';
   if (!isHttp10 && hostCount === 0 && method !== 'CONNECT') return goErrorResponse(400, 'Bad Request', 'missing required Host header');
   if (hostCount > 1) return goErrorResponse(400, 'Bad Request', 'too many Host headers');
-  const bodyLength = declaredBodyLength(lengths, encodings);
+  // Go ignores Transfer-Encoding on HTTP/1.0 (golang/go#12785).
+  const bodyLength = declaredBodyLength(lengths, isHttp10 ? undefined : encodings);
   if (typeof bodyLength === 'string') return bodyLength;
   return { method, target, isHttp10, rawHeaders, bodyLength, expectation, wantsKeepAlive: wantsKeepAlive(isHttp10, connection) };
 }
@@ -726,22 +755,45 @@ const WIRE_HEADER_LENGTH_MAX = 'transfer-encoding'.length;
  * Content-Length; Content-Length values must be digits and agree. 0 means no body, -1 chunked.
  */
 function declaredBodyLength(lengths: readonly string[] | undefined, encodings: readonly string[] | undefined): number | string {
+  // Content-Length is checked first, even when chunked wins (Go's fixLength).
+  let length = 0;
+  if (lengths !== undefined) {
+    const first = lengths[0]!;
+    if (!/^\d{1,19}$/.test(first) || BigInt(first) > CONTENT_LENGTH_MAX || lengths.some((other) => other !== first)) return GO_BAD_REQUEST;
+    length = Number(first);
+  }
   if (encodings !== undefined) {
-    if (encodings.length !== 1 || encodings[0]!.toLowerCase() !== 'chunked') return goErrorResponse(501, 'Not Implemented', 'Unsupported transfer encoding');
+    if (encodings.length !== 1 || encodings[0]!.toLowerCase() !== 'chunked') return UNSUPPORTED_TRANSFER_ENCODING_RESPONSE;
     return -1;
   }
-  if (lengths === undefined) return 0;
-  const first = lengths[0]!;
-  if (!/^\d{1,15}$/.test(first) || lengths.some((length) => length !== first)) return GO_BAD_REQUEST;
-  return Number(first);
+  return length;
 }
 
-/** A chunk-size line: hex digits, then optional ";extensions"; undefined when malformed. */
+/** Go parses Content-Length with strconv.ParseUint(v, 10, 63). */
+const CONTENT_LENGTH_MAX = (1n << 63n) - 1n;
+/** httpguts.ValidHostHeader's bytes: letters, digits and the punctuation of hosts, IPv6 literals and zones. */
+const VALID_HOST = /^[A-Za-z0-9!$%&'()*+,\-.:;=[\]_~]*$/;
+
+/**
+ * A chunk-size line as Go's readChunkLine reads it: trailing spaces and tabs dropped, then
+ * ";extensions" cut, then hex digits only (no spaces); undefined when malformed. Sizes past
+ * 2^48 are refused here (Go allows 16 hex digits; no body we accept comes near).
+ */
 function parseChunkSize(line: string): number | undefined {
-  const semicolon = line.indexOf(';');
-  const digits = (semicolon === -1 ? line : line.slice(0, semicolon)).trim();
+  const trimmed = line.replace(/[ \t]+$/, '');
+  const semicolon = trimmed.indexOf(';');
+  const digits = semicolon === -1 ? trimmed : trimmed.slice(0, semicolon);
   if (!/^[0-9A-Fa-f]{1,12}$/.test(digits)) return undefined;
   return parseInt(digits, 16);
+}
+
+/** RFC 9110 OWS: spaces and tabs only (String.prototype.trim would also eat \xA0, \v, \f and CR). */
+function trimOptionalWhitespace(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === 0x20 || text.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
+  return text.slice(start, end);
 }
 
 function trimCarriageReturn(line: string): string {
@@ -751,8 +803,9 @@ function trimCarriageReturn(line: string): string {
 /** HTTP/1.1 keeps the connection unless told "close"; HTTP/1.0 only when told "keep-alive". */
 function wantsKeepAlive(isHttp10: boolean, connection: string): boolean {
   const tokens = connection.toLowerCase();
-  if (isHttp10) return /(^|,)\s*keep-alive\s*(,|$)/.test(tokens);
-  return !/(^|,)\s*close\s*(,|$)/.test(tokens);
+  const hasClose = /(^|,)\s*close\s*(,|$)/.test(tokens);
+  if (isHttp10) return !hasClose && /(^|,)\s*keep-alive\s*(,|$)/.test(tokens);
+  return !hasClose;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -764,7 +817,7 @@ function wantsKeepAlive(isHttp10: boolean, connection: string): boolean {
  * http.ts caches frozen answers), so the 10,000 writes share one buffer. Identity comparisons
  * only: the header list is never mutated after it is built, strings are immutable.
  */
-let lastResponse: { status: number; reason: string | undefined; headers: HeaderList; body: string; connection: string; date: string; bytes: Buffer } | undefined;
+let lastResponse: { isHttp10: boolean; status: number; reason: string | undefined; headers: HeaderList; body: string; connection: string; date: string; bytes: Buffer } | undefined;
 
 /** Go's Date header value, recomputed once a second. */
 let dateText = '';
@@ -781,26 +834,41 @@ function httpDate(): string {
 }
 
 /** The whole response as one string or buffer, or a head and a byte body to write together. */
-function serializeResponse(status: number, reason: string | undefined, headers: HeaderList, body: string | Uint8Array, connection: string): string | Buffer | { head: string; body: Uint8Array } {
+function serializeResponse(isHttp10: boolean, status: number, reason: string | undefined, headers: HeaderList, body: string | Uint8Array, connection: string): string | Buffer | { head: string; body: Uint8Array } {
   const date = httpDate();
   if (typeof body === 'string') {
     const last = lastResponse;
-    if (last !== undefined && last.headers === headers && last.body === body && last.status === status && last.reason === reason && last.connection === connection && last.date === date) return last.bytes;
-    const bytes = Buffer.from(responseHead(status, reason, headers, date, connection) + body);
+    if (last !== undefined && last.headers === headers && last.body === body && last.status === status && last.reason === reason && last.connection === connection && last.date === date && last.isHttp10 === isHttp10) return last.bytes;
+    const bytes = Buffer.from(responseHead(isHttp10, status, reason, headers, date, connection) + body);
     // Only answers worth sharing are kept: a body of some size that is likely to repeat at once.
-    if (body.length > 0) lastResponse = { status, reason, headers, body, connection, date, bytes };
+    if (body.length > 0) lastResponse = { isHttp10, status, reason, headers, body, connection, date, bytes };
     return bytes;
   }
-  const head = responseHead(status, reason, headers, date, connection);
+  const head = responseHead(isHttp10, status, reason, headers, date, connection);
   return body.byteLength === 0 ? head : { head, body };
 }
 
-function responseHead(status: number, reason: string | undefined, headers: HeaderList, date: string, connection: string): string {
-  let head = `HTTP/1.1 ${status} ${reason ?? STATUS_CODES[status] ?? 'status code ' + status}\r\n`;
+function responseHead(isHttp10: boolean, status: number, reason: string | undefined, headers: HeaderList, date: string, connection: string): string {
+  let head = `HTTP/1.${isHttp10 ? 0 : 1} ${status} ${reason ?? goStatusText(status)}\r\n`;
   for (let index = 0; index + 1 < headers.length; index += 2) head += `${headers[index]}: ${headers[index + 1]}\r\n`;
   head += `Date: ${date}\r\n`;
   if (connection !== '') head += `Connection: ${connection}\r\n`;
   return `${head}\r\n`;
+}
+
+/** Go's StatusText where it differs from Node's STATUS_CODES (Node follows newer RFC names). */
+const GO_STATUS_TEXTS: Readonly<Record<number, string>> = {
+  413: 'Request Entity Too Large',
+  414: 'Request URI Too Long',
+  416: 'Requested Range Not Satisfiable',
+  418: "I'm a teapot",
+  509: '',
+};
+
+/** The reason phrase Go writes: its StatusText, or "status code N" for a code it does not name. */
+function goStatusText(status: number): string {
+  const text = GO_STATUS_TEXTS[status] ?? STATUS_CODES[status] ?? '';
+  return text === '' ? `status code ${status}` : text;
 }
 
 /** A Go server-level error: the detail goes in the status line and the body, then close. */

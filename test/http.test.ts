@@ -366,7 +366,7 @@ describe('request bodies', () => {
 
   test('a huge declared body is refused without reading it, before 100 Continue', async () => {
     const answer = await raw(compact.address.port, 'PUT /v1/body HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n');
-    assert.match(answer, /^HTTP\/1\.1 413 Payload Too Large\r\n/);
+    assert.match(answer, /^HTTP\/1\.1 413 Request Entity Too Large\r\n/);
     assert.doesNotMatch(answer, /100 Continue/);
     assert.match(answer, /Request body\(1073741824 bytes\) too large, max size: 100 bytes\.$/);
   });
@@ -474,7 +474,7 @@ describe('malformed requests', () => {
   test('HTTP/1.1 without Host is Go\'s 400 naming it; HTTP/1.0 needs none', async () => {
     const answer = await raw(compact.address.port, 'GET /v1/echo HTTP/1.1\r\n\r\n');
     assert.match(answer, /^HTTP\/1\.1 400 Bad Request: missing required Host header\r\n[^]*\r\n\r\n400 Bad Request: missing required Host header$/);
-    assert.match(await raw(compact.address.port, 'GET /v1/echo HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 OK/);
+    assert.match(await raw(compact.address.port, 'GET /v1/echo HTTP/1.0\r\n\r\n'), /^HTTP\/1\.0 200 OK/);
   });
 
   test('a request target that is not a path is Go\'s 400', async () => {
@@ -500,7 +500,7 @@ describe('malformed requests', () => {
         const answers = await Promise.all(payloads.slice(start, start + 50).map((payload) => raw(server.address.port, payload, { endWrite: true })));
         for (const answer of answers) {
           if (answer === '') continue;
-          const status = /^HTTP\/1\.1 (\d{3}) /.exec(answer);
+          const status = /^HTTP\/1\.[01] (\d{3}) /.exec(answer);
           assert.ok(status, `SEED=${seed}: not an HTTP response: ${JSON.stringify(answer.slice(0, 80))}`);
           statuses.add(status[1]!);
         }
