@@ -12,35 +12,50 @@
 //   ".", "==", "[", [ \t\r\n] or [a-zA-Z0-9_]` (line:column (byte offset), columns in runes).
 //   The interpreter memoizes (rule, position), which pigeon does not do; results are identical
 //   but nested parentheses cost linear instead of exponential time.
-// - Evaluates over plain JSON-shaped values. go-bexpr v0.1.2 validates selectors, operators and
-//   value coercion against the Go type at CreateFilter time; we have no Go types, so the same checks
-//   run lazily against the JS value met at each step, with the same error texts. Semantics follow
-//   evaluate.go: a selector step into an array applies the rest to every element and is true if any
-//   element is (so `Checks.Status != passing` means "some check is not passing"; an empty array is
-//   false for every operator); a missing map key makes ==, is not empty and in false, and every other
-//   operator (including matches!) true; `in`/`contains` is key membership on maps, element equality
-//   on arrays and substring on strings; `==` coerces the literal to the field's type (Go's
-//   strconv.ParseInt base 0 / ParseFloat / ParseBool).
+// - Validates at creation, as go-bexpr does against the Go type Consul passes to CreateFilter:
+//   the caller names the type (lib/bexprtypes.ts describes Consul's structs as data and derives
+//   go-bexpr's field table from them), and every selector, operator and literal is checked
+//   before any data is seen, in the tree's left-to-right order, with go-bexpr's texts:
+//   `Selector "Nmae" is not valid`, `Invalid match operator "In" for selector "Port"`,
+//   `Failed to coerce value "abc" for selector "Port": strconv.ParseInt: parsing "abc": invalid
+//   syntax`, then `Failed to compile regular expression ...`. A misspelt struct field is therefore
+//   an error, while an unknown key of a map (Meta.foo) is a missing key, as in Consul.
+// - Evaluates the rendered JSON guided by that type, with evaluate.go's semantics: a selector
+//   step into a slice applies the rest to every element and is true if any element is (so
+//   `Checks.Status != passing` means "some check is not passing"; an empty slice is false for
+//   every operator); a missing map key makes ==, is not empty and in false, and every other
+//   operator (including matches!) true; `in`/`contains` is key membership on maps, element
+//   equality on slices and substring on strings; `==` compares the literal coerced to the field's
+//   kind (Go's strconv.ParseInt / ParseUint base 0 with the kind's bit size, ParseFloat,
+//   ParseBool). A field absent from the JSON (omitempty) reads as its Go zero value.
 // - `matches` uses our own RE2-syntax regex engine (a Pike VM: linear time, no backtracking), since
 //   JS RegExp backtracks exponentially on patterns RE2 accepts. Unsupported syntax is an error.
 //
 // What it does not do (approximations, all documented in the report):
-// - Without Go types a missing object key is always treated as a missing map key (Consul would say
-//   `Selector "X" is not valid` for a misspelt struct field), errors surface only when a datum
-//   reaches the offending selector (Consul reports them before looking at any data), and a null
-//   leaf behaves like an empty container. Objects accept the map operators (is empty, in).
+// - A JSON value whose shape does not fit its declared Go type (only possible for opaque data our
+//   renderers pass through, such as a registered Proxy) reads as the zero value, where Go could
+//   not hold it at all. A nil pointer met at the end of a selector reads as the zero value (go-bexpr
+//   would panic); none of the filtered types has a pointer there.
 // - Regex error texts are exact for the common cases (missing ), missing ], unexpected ), invalid
 //   escape, repetition errors); case folding is JS toLowerCase/toUpperCase, not Go's fold orbits.
 // - Limits below are ours (Go has none beyond memory); exceeding one is an error whose text is ours.
 //
-// Invariants: compileFilter and Filter.matches throw only FilterError; parsing and matching are
+// Invariants: compileFilter (given a well-formed type; a malformed one is an assertion) and
+// Filter.matches throw only FilterError; a compiled filter's
+// selectors, operators and literals are valid for its type, so matching reports an error only for
+// a nil pointer inside a selector (go-bexpr's one evaluation-time error); parsing and matching are
 // linear in input size with the bounds below; nothing recurses deeper than BEXPR_PARSE_DEPTH_MAX.
 //
 // References: hashicorp/go-bexpr v0.1.2 grammar.peg, grammar.go, evaluate.go, validate.go,
-// field_config.go, coerce.go, filter.go; Go regexp/syntax (parse.go error codes); Consul
-// agent/http.go (a bexpr error is not an HTTPError, so Consul answers 500 with the error text).
+// field_config.go, coerce.go, filter.go (lib/bexprtypes.ts holds the type side); Go regexp/syntax
+// (parse.go error codes); Consul agent/http.go (a bexpr error is not an HTTPError, so Consul
+// answers 500 with the error text).
 
 import assert from 'node:assert/strict';
+import {
+  bexprFields, deref, goQuote, isPrimitiveKind, structFieldNamed, validateMatch,
+  type CoercedValue, type FieldConfigs, type GoPrimitiveKind, type GoType, type MatchOp,
+} from './bexprtypes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -53,7 +68,7 @@ export class FilterError extends Error {
 }
 
 export interface Filter {
-  /** Whether `datum` (one element of an endpoint's result) passes. Throws FilterError for evaluation errors Consul reports (e.g. a selector that is invalid for the data), never a raw TypeError. */
+  /** Whether `datum` (one element of an endpoint's result, rendered as JSON, of the filter's Go type) passes. Throws FilterError only for go-bexpr's evaluation error (a nil pointer inside a selector), never a raw TypeError. */
   matches(datum: unknown): boolean;
 }
 
@@ -72,8 +87,6 @@ export const BEXPR_REGEX_PROGRAM_MAX = 5000;
 export const BEXPR_REGEX_REPEAT_MAX = 1000;
 /** Deepest group nesting in a pattern. */
 export const BEXPR_REGEX_NESTING_MAX = 200;
-/** Deepest JS value walked by a selector step that descends arrays inside arrays. */
-export const BEXPR_VALUE_DEPTH_MAX = 64;
 
 /** The prefix go-bexpr's CreateFilter puts on every error it returns. */
 const CREATE_PREFIX = 'Failed to create boolean expression evaluator: ';
@@ -81,17 +94,23 @@ const CREATE_PREFIX = 'Failed to create boolean expression evaluator: ';
 // ---------------------------------------------------------------------------------------------
 // Exported API
 
-/** Parses `expression`; throws FilterError with Consul's 400 body text when it does not parse. */
-export function compileFilter(expression: string): Filter {
+/**
+ * bexpr.CreateFilter(expression, nil, type): parses `expression` and validates it against the Go
+ * element type the endpoint filters (GO_NODE, GO_SERVICE_NODE, ... in lib/bexprtypes.ts). Throws
+ * FilterError with Consul's body text ("Failed to create boolean expression evaluator: ...") when
+ * it does not parse or does not fit the type.
+ */
+export function compileFilter(expression: string, type: GoType): Filter {
   if (typeof expression !== 'string') throw new FilterError(`${CREATE_PREFIX}expression is not a string`);
   if (expression === '') return { matches: () => true }; // Consul: an empty filter is no filter.
   const bytes = Buffer.byteLength(expression, 'utf8');
   if (bytes > BEXPR_EXPRESSION_BYTES_MAX) {
     throw new FilterError(`${CREATE_PREFIX}expression is ${bytes} bytes, more than the ${BEXPR_EXPRESSION_BYTES_MAX} allowed`);
   }
+  const fields = bexprFields(type);
   const ast = new PegParser(expression).run();
-  prepareRegexes(ast);
-  return { matches: (datum: unknown) => evaluate(ast, datum) };
+  validateAst(ast, fields);
+  return { matches: (datum: unknown) => evaluate(ast, type, datum) };
 }
 
 /** Keeps the elements of a list that pass (Consul filters slices element-wise and maps value-wise). */
@@ -110,8 +129,6 @@ export function filterMap<T>(filter: Filter, items: Readonly<Record<string, T>>)
 // ---------------------------------------------------------------------------------------------
 // AST
 
-type MatchOp = 'Equal' | 'Not Equal' | 'In' | 'Not In' | 'Is Empty' | 'Is Not Empty' | 'Matches' | 'Not Matches';
-
 type Ast =
   | { readonly kind: 'or' | 'and'; readonly left: Ast; readonly right: Ast }
   | { readonly kind: 'not'; readonly operand: Ast }
@@ -123,7 +140,9 @@ interface MatchNode {
   readonly op: MatchOp;
   /** The literal as written (strings unquoted, selectors joined with '.'); null for is (not) empty. */
   readonly raw: string | null;
-  /** Compiled once for matches / not matches. */
+  /** The literal coerced to the field's kind at validation (null for is (not) empty). */
+  value?: CoercedValue | null;
+  /** Compiled once at validation, for matches / not matches. */
   regex?: Regex;
 }
 
@@ -445,7 +464,7 @@ function utf8Width(cp: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Go strconv equivalents (Unquote, Quote, ParseInt, ParseFloat, ParseBool)
+// Go strconv.Unquote (Quote and the number parsers are in lib/bexprtypes.ts, with coercion)
 
 /** strconv.Unquote for the two literal forms the grammar admits. */
 function goUnquote(text: string): ActionResult {
@@ -498,106 +517,80 @@ function pushUtf8(out: number[], cp: number): void {
   for (const byte of Buffer.from(String.fromCodePoint(cp), 'utf8')) out.push(byte);
 }
 
-/** strconv.Quote (what Go's %q prints for a string). */
-function goQuote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const cp = ch.codePointAt(0) ?? 0xfffd;
-    if (ch === '"' || ch === '\\') out += `\\${ch}`;
-    else if (cp === 32 || (cp >= 0x21 && cp < 0x7f)) out += ch;
-    else if (cp >= 0xd800 && cp <= 0xdfff) out += '\\ufffd';
-    else if (cp >= 0x80 && /[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(ch)) out += ch;
-    else out += goEscapeRune(cp);
-  }
-  return `${out}"`;
-}
-
-function goEscapeRune(cp: number): string {
-  const named: Record<number, string> = { 7: '\\a', 8: '\\b', 12: '\\f', 10: '\\n', 13: '\\r', 9: '\\t', 11: '\\v' };
-  const name = named[cp];
-  if (name !== undefined) return name;
-  if (cp < 0x20 || cp === 0x7f) return `\\x${cp.toString(16).padStart(2, '0')}`;
-  if (cp < 0x10000) return `\\u${cp.toString(16).padStart(4, '0')}`;
-  return `\\U${cp.toString(16).padStart(8, '0')}`;
-}
-
-type Coerced = { readonly value: bigint | number | boolean } | { readonly error: string };
-
-/** strconv.ParseInt(s, 0, 64). */
-function goParseInt(s: string): Coerced {
-  const syntax = { error: `strconv.ParseInt: parsing ${goQuote(s)}: invalid syntax` };
-  const m = /^([+-]?)(0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|0(?:_?[0-7])+|[1-9](?:_?[0-9])*|0)$/.exec(s);
-  if (m === null) return syntax;
-  let digits = m[2]!.replaceAll('_', '');
-  if (/^0[0-7]/.test(digits)) digits = `0o${digits.slice(1)}`;
-  const magnitude = BigInt(digits.replace(/^0[OXB]/, (p) => p.toLowerCase()));
-  const value = m[1] === '-' ? -magnitude : magnitude;
-  if (value > 0x7fffffffffffffffn || value < -0x8000000000000000n) return { error: `strconv.ParseInt: parsing ${goQuote(s)}: value out of range` };
-  return { value };
-}
-
-/** strconv.ParseFloat(s, 64), decimal forms plus inf/infinity/nan (hex floats are not accepted). */
-function goParseFloat(s: string): Coerced {
-  if (/^[+-]?(inf|infinity)$/i.test(s)) return { value: s.startsWith('-') ? -Infinity : Infinity };
-  if (/^[+-]?nan$/i.test(s)) return { value: NaN };
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return { error: `strconv.ParseFloat: parsing ${goQuote(s)}: invalid syntax` };
-  const value = Number(s);
-  if (!Number.isFinite(value)) return { error: `strconv.ParseFloat: parsing ${goQuote(s)}: value out of range` };
-  return { value };
-}
-
-/** strconv.ParseBool. */
-function goParseBool(s: string): Coerced {
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(s)) return { value: true };
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(s)) return { value: false };
-  return { error: `strconv.ParseBool: parsing ${goQuote(s)}: invalid syntax` };
-}
-
 // ---------------------------------------------------------------------------------------------
-// Evaluation
+// Validation against the Go type (validate.go), in the order go-bexpr walks the tree
 
-function prepareRegexes(ast: Ast): void {
+function validateAst(ast: Ast, fields: FieldConfigs): void {
   const pending: Ast[] = [ast];
   while (pending.length > 0) {
     const node = pending.pop()!;
-    if (node.kind === 'or' || node.kind === 'and') pending.push(node.left, node.right);
+    if (node.kind === 'or' || node.kind === 'and') pending.push(node.right, node.left); // left first, as validateRecurse
     else if (node.kind === 'not') pending.push(node.operand);
-    else if (node.kind === 'match' && (node.op === 'Matches' || node.op === 'Not Matches') && node.raw !== null) {
-      const compiled = compileRegex(node.raw);
-      if (typeof compiled === 'string') {
-        throw new FilterError(`${CREATE_PREFIX}Failed to compile regular expression ${goQuote(node.raw)}: ${compiled}`);
-      }
-      node.regex = compiled;
-    }
+    else if (node.kind === 'match') validateMatchNode(node, fields);
   }
 }
 
-function evaluate(ast: Ast, datum: unknown): boolean {
+/** Selector, operator, literal coercion, then the regex: go-bexpr's checks and texts for one match. */
+function validateMatchNode(node: MatchNode, fields: FieldConfigs): void {
+  const checked = validateMatch(fields, node.selector, node.op, node.raw);
+  if (!checked.ok) throw new FilterError(CREATE_PREFIX + checked.error);
+  node.value = checked.value;
+  if (node.op !== 'Matches' && node.op !== 'Not Matches') return;
+  assert.ok(typeof checked.value === 'string', 'matches is only valid on string fields, whose literal stays a string');
+  const compiled = compileRegex(checked.value);
+  if (typeof compiled === 'string') {
+    throw new FilterError(`${CREATE_PREFIX}Failed to compile regular expression ${goQuote(checked.value)}: ${compiled}`);
+  }
+  node.regex = compiled;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation (evaluate.go), guided by the Go type the selector was validated against
+
+function evaluate(ast: Ast, type: GoType, datum: unknown): boolean {
   switch (ast.kind) {
-    case 'or': return evaluate(ast.left, datum) || evaluate(ast.right, datum);
-    case 'and': return evaluate(ast.left, datum) && evaluate(ast.right, datum);
-    case 'not': return !evaluate(ast.operand, datum);
-    case 'match': return evalMatch(ast, datum, 0, 0);
+    case 'or': return evaluate(ast.left, type, datum) || evaluate(ast.right, type, datum);
+    case 'and': return evaluate(ast.left, type, datum) && evaluate(ast.right, type, datum);
+    case 'not': return !evaluate(ast.operand, type, datum);
+    case 'match': return evalMatch(ast, type, datum, 0);
     default: { const never: never = ast; throw new FilterError(`Invalid AST node ${String(never)}`); }
   }
 }
 
-/** Walks `node.selector` from step `depth` over `value` (evaluate.go evaluateMatchExpressionRecurse). */
-function evalMatch(node: MatchNode, value: unknown, depth: number, nesting: number): boolean {
-  if (depth >= node.selector.length) return evalLeaf(node, value);
-  if (nesting > BEXPR_VALUE_DEPTH_MAX) throw new FilterError(`${CREATE_PREFIX}value at selector ${goQuote(node.selector.slice(0, depth).join('.'))} nests too deeply`);
-  if (Array.isArray(value)) {
-    // Go does not index slices: the selector applies to every element, true if any is.
-    for (const item of value) if (evalMatch(node, item, depth, nesting + 1)) return true;
-    return false;
+/**
+ * Walks `node.selector` from step `depth` over `value`, whose Go type is `type`
+ * (evaluateMatchExpressionRecurse). A JSON value that is absent, null or of another shape reads as
+ * the zero value of its Go type (encoding/json's omitempty leaves out exactly the zero values).
+ * Recursion is bounded by the depth of the (finite, acyclic) type.
+ */
+function evalMatch(node: MatchNode, type: GoType, value: unknown, depth: number): boolean {
+  if (type.kind === 'ptr' && (value === null || value === undefined) && depth < node.selector.length) {
+    // reflect.Indirect of a nil pointer is the invalid Value, which cannot be selected into.
+    throw new FilterError(`Value at selector ${goQuote(node.selector.slice(0, depth).join('.'))} with type invalid does not support nested field selection`);
   }
-  if (value === null || value === undefined) return missingKeyResult(node.op);
-  if (typeof value === 'object') {
-    const key = node.selector[depth]!;
-    if (!Object.prototype.hasOwnProperty.call(value, key)) return missingKeyResult(node.op);
-    return evalMatch(node, (value as Record<string, unknown>)[key], depth + 1, nesting);
+  const t = deref(type);
+  if (depth >= node.selector.length) return evalLeaf(node, t, value);
+  switch (t.kind) {
+    case 'struct': {
+      const goField = structFieldNamed(t, node.selector[depth]!);
+      assert.ok(goField !== undefined, 'validation resolved every selector step');
+      return evalMatch(node, goField.type, ownValue(value, goField.name), depth + 1);
+    }
+    case 'slice': {
+      // Go does not index slices: the selector applies to every element, true if any is.
+      if (!Array.isArray(value)) return false;
+      for (const item of value) if (evalMatch(node, t.elem, item, depth)) return true;
+      return false;
+    }
+    case 'map': {
+      const key = node.selector[depth]!;
+      const item = ownValue(value, key);
+      const isPresent = item !== undefined && !(t.elem.kind === 'ptr' && item === null);
+      return isPresent ? evalMatch(node, t.elem, item, depth + 1) : missingKeyResult(node.op);
+    }
+    default:
+      throw new FilterError(`Value at selector ${goQuote(node.selector.slice(0, depth).join('.'))} with type ${t.kind} does not support nested field selection`);
   }
-  throw invalidSelector(node, depth);
 }
 
 /** A key absent from a map: nothing equals it, is in it, or is non-empty; every other operator holds. */
@@ -605,64 +598,65 @@ function missingKeyResult(op: MatchOp): boolean {
   return !(op === 'Equal' || op === 'Is Not Empty' || op === 'In');
 }
 
-function evalLeaf(node: MatchNode, value: unknown): boolean {
+function evalLeaf(node: MatchNode, type: GoType, value: unknown): boolean {
   const negated = node.op === 'Not Equal' || node.op === 'Not In' || node.op === 'Is Not Empty' || node.op === 'Not Matches';
-  return positiveLeaf(node, value) !== negated;
+  return positiveLeaf(node, type, value) !== negated;
 }
 
-function positiveLeaf(node: MatchNode, value: unknown): boolean {
-  const op = node.op;
-  if (value === null || value === undefined) return op === 'Is Empty' || op === 'Is Not Empty'; // nil container: empty
-  if (typeof value === 'string') {
-    if (op === 'Equal' || op === 'Not Equal') return value === node.raw;
-    if (op === 'In' || op === 'Not In') return value.includes(node.raw ?? '');
-    if (op === 'Matches' || op === 'Not Matches') return node.regex!.test(value);
-    throw invalidOperator(node);
+/** The operator on a value of `type`; validation guarantees the operator suits the type. */
+function positiveLeaf(node: MatchNode, type: GoType, value: unknown): boolean {
+  switch (node.op) {
+    case 'Is Empty':
+    case 'Is Not Empty':
+      if (Array.isArray(value)) return value.length === 0;
+      return !isJsonObject(value) || Object.keys(value).length === 0; // nil and zero-valued containers are empty
+    case 'Equal':
+    case 'Not Equal':
+      assert.ok(isPrimitiveKind(type.kind), 'equality is only valid on primitives');
+      return primitiveEquals(type.kind, node.value!, value);
+    case 'In':
+    case 'Not In': return containsLiteral(type, node.value!, value);
+    case 'Matches':
+    case 'Not Matches': return node.regex!.test(typeof value === 'string' ? value : '');
+    default: { const never: never = node.op; throw new FilterError(`Invalid match operation ${String(never)}`); }
   }
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
-    if (op !== 'Equal' && op !== 'Not Equal') throw invalidOperator(node);
-    return primitiveEquals(node, value);
-  }
-  if (Array.isArray(value)) {
-    if (op === 'Is Empty' || op === 'Is Not Empty') return value.length === 0;
-    if (op !== 'In' && op !== 'Not In') throw invalidOperator(node);
-    for (const item of value) {
-      if (item !== null && typeof item === 'object') throw invalidOperator(node); // slices of structs: emptiness only
-      if (typeof item === 'string' ? item === node.raw : primitiveEquals(node, item)) return true;
+}
+
+/** doMatchIn: substring on strings, key membership on maps, element equality on slices of primitives. */
+function containsLiteral(type: GoType, want: CoercedValue, value: unknown): boolean {
+  if (type.kind === 'string') return (typeof value === 'string' ? value : '').includes(want as string);
+  if (type.kind === 'map') return ownValue(value, want as string) !== undefined;
+  assert.ok(type.kind === 'slice', 'in is only valid on strings, maps and slices');
+  const itemKind = deref(type.elem).kind;
+  assert.ok(isPrimitiveKind(itemKind), 'in on a slice needs primitive elements');
+  if (!Array.isArray(value)) return false;
+  return value.some((item) => primitiveEquals(itemKind, want, item));
+}
+
+/** The doEqual* functions: the data value, read as its Go kind, against the coerced literal. */
+function primitiveEquals(kind: GoPrimitiveKind, want: CoercedValue, value: unknown): boolean {
+  switch (kind) {
+    case 'string': return (typeof value === 'string' ? value : '') === want;
+    case 'bool': return (value === true) === want;
+    case 'float32': return Math.fround(typeof value === 'number' ? value : 0) === want;
+    case 'float64': return (typeof value === 'number' ? value : 0) === want;
+    default: {
+      let n = 0n;
+      if (typeof value === 'bigint') n = value;
+      else if (typeof value === 'number' && Number.isInteger(value)) n = BigInt(value);
+      return n === want;
     }
-    return false;
   }
-  if (typeof value === 'object') {
-    if (op === 'Is Empty' || op === 'Is Not Empty') return Object.keys(value).length === 0;
-    if (op === 'In' || op === 'Not In') return Object.prototype.hasOwnProperty.call(value, node.raw ?? '');
-    throw invalidOperator(node);
-  }
-  throw invalidOperator(node); // functions, symbols: not filterable
 }
 
-/** `==` on a number or bool field: the literal is coerced to the field's type first (coerce.go). */
-function primitiveEquals(node: MatchNode, value: unknown): boolean {
-  const raw = node.raw ?? '';
-  let coerced: Coerced;
-  if (typeof value === 'boolean') coerced = goParseBool(raw);
-  else if (typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))) coerced = goParseInt(raw);
-  else if (typeof value === 'number') coerced = goParseFloat(raw);
-  else if (value === null || value === undefined) return false;
-  else throw invalidOperator(node);
-  if ('error' in coerced) {
-    throw new FilterError(`${CREATE_PREFIX}Failed to coerce value ${goQuote(raw)} for selector ${goQuote(node.selector.join('.'))}: ${coerced.error}`);
-  }
-  const want = coerced.value;
-  if (typeof want === 'bigint') return BigInt(value as number | bigint) === want;
-  return value === want;
+/** An own property of a JSON object (never an inherited one such as `constructor`). */
+function ownValue(value: unknown, key: string): unknown {
+  if (!isJsonObject(value) || !Object.prototype.hasOwnProperty.call(value, key)) return undefined;
+  return value[key];
 }
 
-function invalidOperator(node: MatchNode): FilterError {
-  return new FilterError(`${CREATE_PREFIX}Invalid match operator ${goQuote(node.op)} for selector ${goQuote(node.selector.join('.'))}`);
-}
-
-function invalidSelector(node: MatchNode, depth: number): FilterError {
-  return new FilterError(`${CREATE_PREFIX}Selector ${goQuote(node.selector.slice(0, depth + 1).join('.'))} is not valid`);
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 // ---------------------------------------------------------------------------------------------

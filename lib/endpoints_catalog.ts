@@ -33,6 +33,7 @@
 
 import assert from 'node:assert/strict';
 import { compileFilter, FilterError, filterList, filterMap, type Filter } from './bexpr.js';
+import { GO_NODE, GO_NODE_SERVICE, GO_SERVICE_NODE, type GoType } from './bexprtypes.js';
 import * as catalog from './catalog.js';
 import type { DeregisterRequest, HealthCheckInput, MetaFilter, NodeServiceInput, RegisterRequest } from './catalog.js';
 import { DurationError, formatDuration, parseDuration } from './duration.js';
@@ -107,7 +108,7 @@ export function catalogListDatacenters(deps: EndpointDeps): string[] {
 
 /** Catalog.ListNodes: every node, by name, or by `near` distance; filtered per node. */
 export function catalogListNodes(deps: EndpointDeps, args: ListArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_NODE);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.nodes(txn, args.nodeMeta);
     const sorted = sortByDistance(txn, result.value, (node) => node.Node, args.near);
@@ -115,20 +116,24 @@ export function catalogListNodes(deps: EndpointDeps, args: ListArgs, options: Qu
   });
 }
 
-/** Catalog.ListServices: service name -> the union of its tags. */
+/**
+ * Catalog.ListServices: service name -> the union of its tags. As in Consul, `?filter` applies to
+ * the service instances (structs.ServiceNode) before they are folded into names and tags, so a
+ * name whose every instance is filtered out is absent.
+ */
 export function catalogListServices(deps: EndpointDeps, args: ListArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<Record<string, string[]>>> {
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_SERVICE_NODE);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.services(txn, args.nodeMeta);
-    const services = Object.fromEntries(result.value);
-    return { index: result.index, value: filter ? withFilterErrors(() => filterMap(filter, services)) : services };
+    if (!filter) return { index: result.index, value: Object.fromEntries(result.value) };
+    return { index: result.index, value: filteredServiceTags(txn, [...result.value.keys()], args.nodeMeta, filter) };
   });
 }
 
 /** Catalog.ServiceNodes: the instances of a service, flattened with their node (structs.ServiceNode). */
 export function catalogServiceNodes(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
   if (args.serviceName === '') throw new HttpError(500, 'Must provide service name');
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_SERVICE_NODE);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.serviceNodes(txn, args.serviceName, serviceQuery(args));
     const sorted = sortByDistance(txn, result.value, (entry) => entry.Node.Node, args.near);
@@ -139,7 +144,7 @@ export function catalogServiceNodes(deps: EndpointDeps, args: ServiceArgs, optio
 /** Catalog.NodeServices: a node and its services keyed by service ID, or null for an unknown node. */
 export function catalogNodeServices(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject | null>> {
   if (node === '') throw new HttpError(500, 'Must provide node');
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_NODE_SERVICE);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.nodeServices(txn, node);
     if (result.value === null) return { index: result.index, value: null };
@@ -151,7 +156,7 @@ export function catalogNodeServices(deps: EndpointDeps, node: string, options: Q
 /** Catalog.NodeServiceList: a node and its services as a list; `{Node: null, Services: null}` if unknown. */
 export function catalogNodeServiceList(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject>> {
   if (node === '') throw new HttpError(500, 'Must provide node');
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_NODE_SERVICE);
   return blockingQuery(deps.query, options, signal, (txn): QueryResult<JsonObject> => {
     const result = catalog.nodeServices(txn, node);
     if (result.value === null) return { index: result.index, value: { Node: null, Services: null } };
@@ -225,13 +230,15 @@ export function listArgs(deps: EndpointDeps, request: HttpRequest): ListArgs {
 }
 
 /**
- * Compiles `?filter` before any blocking, so a bad expression is answered at once. Consul answers
- * it with 500 and "Failed to create boolean expression evaluator: ..." (the error comes back from
- * the server as a plain RPC error, which agent/http.go maps to 500), and so do we.
+ * Compiles `?filter` against the Go element type the endpoint filters (Consul's
+ * `bexpr.CreateFilter(args.Filter, nil, reply.X)`) before any blocking, so a bad expression or a
+ * selector the type lacks is answered at once. Consul answers it with 500 and "Failed to create
+ * boolean expression evaluator: ..." (the error comes back from the server as a plain RPC error,
+ * which agent/http.go maps to 500), and so do we.
  */
-export function compileOptionalFilter(options: QueryOptions): Filter | undefined {
+export function compileOptionalFilter(options: QueryOptions, type: GoType): Filter | undefined {
   if (!options.filter) return undefined;
-  return withFilterErrors(() => compileFilter(options.filter));
+  return withFilterErrors(() => compileFilter(options.filter, type));
 }
 
 /** Keeps the elements that pass; an evaluation error is Consul's 500 with go-bexpr's text. */
@@ -400,6 +407,29 @@ async function nodeRoute(deps: EndpointDeps, request: HttpRequest, read: NodeRea
 
 function serviceQuery(args: ServiceArgs): catalog.ServiceQueryOptions {
   return { ...(args.tags && args.tags.length > 0 ? { tags: args.tags } : {}), ...(args.nodeMeta ? { nodeMeta: args.nodeMeta } : {}) };
+}
+
+/**
+ * servicesTagsByName over the instances that pass `filter`: each instance is rendered as the
+ * structs.ServiceNode the filter was validated for. Names and tags are sorted, as catalog.services
+ * sorts them; instances are deduplicated because name lookups may fold case.
+ */
+function filteredServiceTags(txn: ReadTxn, names: readonly string[], nodeMeta: MetaFilter | undefined, filter: Filter): Record<string, string[]> {
+  const seen = new Set<string>();
+  const tags = new Map<string, Set<string>>();
+  for (const name of names) {
+    for (const entry of catalog.serviceNodes(txn, name, nodeMeta ? { nodeMeta } : {}).value) {
+      const key = `${entry.Node.Node}\u0000${entry.Service.ID}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (!withFilterErrors(() => filter.matches(renderServiceNode(entry.Node, entry.Service)))) continue;
+      let set = tags.get(entry.Service.Service);
+      if (!set) tags.set(entry.Service.Service, (set = new Set()));
+      for (const tag of entry.Service.Tags) set.add(tag);
+    }
+  }
+  const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  return Object.fromEntries([...tags.keys()].sort(byCodeUnit).map((name) => [name, [...tags.get(name)!].sort(byCodeUnit)]));
 }
 
 // ---------------------------------------------------------------------------------------------

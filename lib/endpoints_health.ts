@@ -21,6 +21,7 @@
 // agent/structs/structs.go (CheckServiceNode, HealthCheck); spec §3.3, §8.10.
 
 import type { Filter } from './bexpr.js';
+import { GO_CHECK_SERVICE_NODE, GO_HEALTH_CHECK } from './bexprtypes.js';
 import * as catalog from './catalog.js';
 import {
   applyFilter,
@@ -69,7 +70,7 @@ const GO_BOOL_FALSE: ReadonlySet<string> = new Set(['0', 'f', 'F', 'FALSE', 'fal
 
 /** Health.NodeChecks: every check on a node, node-level and service checks. */
 export function healthNodeChecks(deps: EndpointDeps, node: string, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_HEALTH_CHECK);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.nodeChecks(txn, node);
     return { index: result.index, value: applyFilter(filter, result.value.map(renderCheck)) };
@@ -78,7 +79,7 @@ export function healthNodeChecks(deps: EndpointDeps, node: string, options: Quer
 
 /** Health.ServiceChecks: the checks of every instance of a service. */
 export function healthServiceChecks(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_HEALTH_CHECK);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.serviceChecks(txn, args.serviceName, args.nodeMeta);
     return { index: result.index, value: renderChecks(txn, result.value, args.near, filter) };
@@ -87,7 +88,7 @@ export function healthServiceChecks(deps: EndpointDeps, args: ServiceArgs, optio
 
 /** Health.ChecksInState: checks in `any`, `passing`, `warning` or `critical`. */
 export function healthChecksInState(deps: EndpointDeps, state: string, args: ListArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<JsonObject[]>> {
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_HEALTH_CHECK);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const result = catalog.checksInState(txn, state, args.nodeMeta);
     return { index: result.index, value: renderChecks(txn, result.value, args.near, filter) };
@@ -97,7 +98,7 @@ export function healthChecksInState(deps: EndpointDeps, state: string, args: Lis
 /** Health.ServiceNodes: every instance with its node and checks (node checks first). */
 export function healthServiceNodes(deps: EndpointDeps, args: ServiceArgs, options: QueryOptions, signal: AbortSignalLike): Promise<QueryReply<CheckServiceNodeJson[]>> {
   if (args.serviceName === '') throw new HttpError(500, 'Must provide service name');
-  const filter = compileOptionalFilter(options);
+  const filter = compileOptionalFilter(options, GO_CHECK_SERVICE_NODE);
   return blockingQuery(deps.query, options, signal, (txn) => {
     const query = { ...(args.tags && args.tags.length > 0 ? { tags: args.tags } : {}), ...(args.nodeMeta ? { nodeMeta: args.nodeMeta } : {}) };
     const result = catalog.checkServiceNodes(txn, args.serviceName, query);

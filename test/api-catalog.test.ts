@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { catalogRoutes, coordinateDistanceSeconds, sortByDistance } from '../lib/endpoints_catalog.js';
 import { healthRoutes } from '../lib/endpoints_health.js';
+import { bexprFields, FIELD_NAME_ANY, GO_NODE, GO_NODE_SERVICE, GO_SERVICE_NODE, type FieldConfigs, type GoType } from '../lib/bexprtypes.js';
 import { startApi, type TestApi } from './api-support.js';
 
 const NODE_ID = '8f5a0b4e-1111-2222-3333-444455556666';
@@ -344,4 +345,112 @@ test('coordinate distance is serf/coordinate DistanceTo', () => {
   assert.equal(coordinateDistanceSeconds(a, { ...b, Adjustment: -10 }), 5.003);
   assert.equal(coordinateDistanceSeconds(a, { ...b, Vec: [1] }), Infinity);
   assert.equal(typeof sortByDistance, 'function');
+});
+
+// ---------------------------------------------------------------------------------------------
+// ?filter validated against the Go type each endpoint filters (bexpr.CreateFilter(..., reply.X))
+
+const FILTER_PREFIX = 'Failed to create boolean expression evaluator: ';
+
+/** Every selector of a field table, with the first operator it allows, as an expression. */
+function everySelector(fields: FieldConfigs, prefix: string[] = []): string[] {
+  const out: string[] = [];
+  for (const [name, config] of fields) {
+    const path = [...prefix, name === FIELD_NAME_ANY ? 'k' : name].join('.');
+    const literal = config.coerceKind === 'int' ? '0' : config.coerceKind === 'bool' ? 'false' : '"x"';
+    const op = config.operators[0];
+    if (op === 'Equal') out.push(`${path} == ${literal}`);
+    else if (op === 'In') out.push(`${literal} in ${path}`);
+    else if (op === 'Is Empty') out.push(`${path} is empty`);
+    out.push(...everySelector(config.subFields, [...prefix, name === FIELD_NAME_ANY ? 'k' : name]));
+  }
+  return out;
+}
+
+async function filtered(api: TestApi, path: string, expression: string): Promise<{ status: number; body: string; json: unknown }> {
+  const reply = await api.request('GET', `${path}${path.includes('?') ? '&' : '?'}filter=${encodeURIComponent(expression)}`);
+  return { status: reply.status, body: reply.body, json: reply.status === 200 ? reply.json() : undefined };
+}
+
+test('?filter: a misspelt field is Consul\'s creation error on every catalog endpoint, before any data or blocking', async (t) => {
+  const api = await start(t);
+  await put(api, '/v1/catalog/register', { Node: 'a', Address: '10.0.0.1', Service: { Service: 'web', Port: 80 } });
+  const cases: ReadonlyArray<readonly [string, string, string]> = [
+    ['/v1/catalog/nodes', 'Adress == x', 'Selector "Adress" is not valid'],
+    ['/v1/catalog/nodes', 'Meta == x', 'Invalid match operator "Equal" for selector "Meta"'],
+    ['/v1/catalog/nodes', 'CreateIndex == 1', 'Selector "CreateIndex" is not valid'],
+    // Catalog.ListServices filters the instances (structs.ServiceNode), not the name -> tags map
+    ['/v1/catalog/services', 'Service == web', 'Selector "Service" is not valid'],
+    ['/v1/catalog/services', 'ServicePort == http', 'Failed to coerce value "http" for selector "ServicePort": strconv.ParseInt: parsing "http": invalid syntax'],
+    ['/v1/catalog/service/web', 'Service == web', 'Selector "Service" is not valid'],
+    ['/v1/catalog/service/web', 'ServiceTags == v1', 'Invalid match operator "Equal" for selector "ServiceTags"'],
+    ['/v1/catalog/service/web', 'ServiceEnableTagOverride == maybe', 'Failed to coerce value "maybe" for selector "ServiceEnableTagOverride": strconv.ParseBool: parsing "maybe": invalid syntax'],
+    ['/v1/catalog/service/nope', 'ServiceMeta.env.x == 1', 'Selector "ServiceMeta.env.x" is not valid'],
+    ['/v1/catalog/node/a', 'ServiceName == web', 'Selector "ServiceName" is not valid'],
+    ['/v1/catalog/node/a', 'Port contains 8', 'Invalid match operator "In" for selector "Port"'],
+    ['/v1/catalog/node/nope', 'Weights.passing == 1', 'Selector "Weights.passing" is not valid'],
+    ['/v1/catalog/node-services/a', 'ServiceName == web', 'Selector "ServiceName" is not valid'],
+    ['/v1/catalog/node-services/nope', 'Proxy.Config.x == 1', 'Selector "Proxy.Config" is not valid'],
+  ];
+  for (const [path, expression, text] of cases) {
+    const started = Date.now();
+    const reply = await filtered(api, `${path}?index=999999&wait=30s`, expression);
+    assert.equal(reply.status, 500, `${path} ${expression}: ${reply.body}`);
+    assert.equal(reply.body, FILTER_PREFIX + text, `${path} ${expression}`);
+    assert.ok(Date.now() - started < 5_000, 'answered without blocking');
+  }
+});
+
+test('?filter: map selectors, zero-valued absent fields and nested structs select as in Consul', async (t) => {
+  const api = await start(t);
+  await put(api, '/v1/catalog/register', {
+    Node: 'a', Address: '10.0.0.1', NodeMeta: { rack: 'r1' }, TaggedAddresses: { wan: '198.51.100.1' },
+    Service: { ID: 'web-a', Service: 'web', Tags: ['v1', 'blue'], Port: 80, Meta: { env: 'prod' }, TaggedAddresses: { lan: { Address: '10.0.0.1', Port: 8080 } }, Weights: { Passing: 3, Warning: 1 } },
+  });
+  await put(api, '/v1/catalog/register', { Node: 'b', Address: '10.0.0.2', NodeMeta: { rack: 'r2' }, Service: { ID: 'web-b', Service: 'web', Tags: ['v2'], Port: 81 } });
+  await put(api, '/v1/catalog/register', { Node: 'b', Address: '10.0.0.2', NodeMeta: { rack: 'r2' }, Service: { ID: 'db-b', Service: 'db', Tags: ['primary'], Port: 5432 } });
+  const names = (json: unknown): string[] => (json as { Node: string }[]).map((n) => n.Node);
+  const ok = async (path: string, expression: string): Promise<unknown> => {
+    const reply = await filtered(api, path, expression);
+    assert.equal(reply.status, 200, `${path} ${expression}: ${reply.body}`);
+    return reply.json;
+  };
+  assert.deepEqual(names(await ok('/v1/catalog/nodes', 'Meta.rack == r1')), ['a']);
+  assert.deepEqual(names(await ok('/v1/catalog/nodes', 'Meta["rack"] != r1')), ['b']);
+  assert.deepEqual(names(await ok('/v1/catalog/nodes', 'wan in TaggedAddresses')), ['a']);
+  assert.deepEqual(names(await ok('/v1/catalog/nodes', 'Meta.missing != x and PeerName == "" and Partition == ""')), ['a', 'b']);
+  assert.deepEqual(names(await ok('/v1/catalog/service/web', 'NodeMeta.rack == r2')), ['b']);
+  assert.deepEqual(names(await ok('/v1/catalog/service/web', 'ServiceMeta.env == prod and ServiceWeights.Passing == 3')), ['a']);
+  assert.deepEqual(names(await ok('/v1/catalog/service/web', 'ServiceTaggedAddresses.lan.Port == 8080')), ['a']);
+  assert.deepEqual(names(await ok('/v1/catalog/service/web', 'ServiceTaggedAddresses is empty')), ['b']);
+  assert.deepEqual(names(await ok('/v1/catalog/service/web', 'ServiceProxy.Upstreams is empty and ServiceConnect.Native == false and ServiceKind == ""')), ['a', 'b']);
+  assert.deepEqual(names(await ok('/v1/catalog/service/web', '"blue" in ServiceTags')), ['a']);
+  assert.deepEqual(await ok('/v1/catalog/services', 'NodeMeta.rack == r2'), { db: ['primary'], web: ['v2'] });
+  assert.deepEqual(await ok('/v1/catalog/services', 'ServiceMeta.env == prod'), { web: ['blue', 'v1'] });
+  assert.deepEqual(await ok('/v1/catalog/services', 'ServicePort == 5432'), { db: ['primary'] });
+  assert.deepEqual(await ok('/v1/catalog/services?node-meta=rack:r2', 'ServiceName == web'), { web: ['v2'] });
+  assert.deepEqual(await ok('/v1/catalog/services', 'ServiceName == nope'), {});
+  const node = await ok('/v1/catalog/node/b', 'Port == 5432 and Kind == "" and SocketPath == "" and PeerName == ""') as { Services: Record<string, unknown> };
+  assert.deepEqual(Object.keys(node.Services), ['db-b']);
+  const list = await ok('/v1/catalog/node-services/b', 'Weights.Passing == 1 and "v2" in Tags') as { Services: { ID: string }[] };
+  assert.deepEqual(list.Services.map((s) => s.ID), ['web-b']);
+  assert.deepEqual(await ok('/v1/catalog/node-services/nope', 'Port == 1'), { Node: null, Services: null });
+});
+
+test('?filter: every field of every catalog type is a valid selector on its endpoint', async (t) => {
+  const api = await start(t);
+  await put(api, '/v1/catalog/register', WEB_REGISTRATION);
+  const endpoints: ReadonlyArray<readonly [string, GoType]> = [
+    ['/v1/catalog/nodes', GO_NODE], ['/v1/catalog/services', GO_SERVICE_NODE], ['/v1/catalog/service/web', GO_SERVICE_NODE],
+    ['/v1/catalog/node/n1', GO_NODE_SERVICE], ['/v1/catalog/node-services/n1', GO_NODE_SERVICE],
+  ];
+  let count = 0;
+  for (const [path, type] of endpoints) {
+    for (const expression of everySelector(bexprFields(type))) {
+      const reply = await filtered(api, path, expression);
+      assert.equal(reply.status, 200, `${path} ${expression}: ${reply.body}`);
+      count++;
+    }
+  }
+  assert.ok(count > 200, `tried ${count} selectors`);
 });

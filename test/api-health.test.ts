@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { catalogRoutes } from '../lib/endpoints_catalog.js';
+import { bexprFields, FIELD_NAME_ANY, GO_CHECK_SERVICE_NODE, GO_HEALTH_CHECK, type FieldConfigs, type GoType } from '../lib/bexprtypes.js';
 import { filterNonPassing, healthRoutes } from '../lib/endpoints_health.js';
 import { startApi, type TestApi } from './api-support.js';
 
@@ -173,4 +174,103 @@ test('?near sorts health results by distance from the named node', async (t) => 
   assert.deepEqual(nodes, ['b', 'a']);
   const checks = (await getJson<{ Node: string }[]>(api, '/v1/health/state/passing?near=b')).json.map((c) => c.Node);
   assert.deepEqual(checks, ['b', 'b', 'a', 'a']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// ?filter validated against the Go type each endpoint filters (HealthCheck, CheckServiceNode)
+
+const FILTER_PREFIX = 'Failed to create boolean expression evaluator: ';
+
+async function filtered(api: TestApi, path: string, expression: string): Promise<{ status: number; body: string; json: unknown }> {
+  const reply = await api.request('GET', `${path}${path.includes('?') ? '&' : '?'}filter=${encodeURIComponent(expression)}`);
+  return { status: reply.status, body: reply.body, json: reply.status === 200 ? reply.json() : undefined };
+}
+
+/** Every selector of a field table, with the first operator it allows, as an expression. */
+function everySelector(fields: FieldConfigs, prefix: string[] = []): string[] {
+  const out: string[] = [];
+  for (const [name, config] of fields) {
+    const path = [...prefix, name === FIELD_NAME_ANY ? 'k' : name];
+    const literal = config.coerceKind === 'int' ? '0' : config.coerceKind === 'bool' ? 'false' : '"x"';
+    const op = config.operators[0];
+    if (op === 'Equal') out.push(`${path.join('.')} == ${literal}`);
+    else if (op === 'In') out.push(`${literal} in ${path.join('.')}`);
+    else if (op === 'Is Empty') out.push(`${path.join('.')} is empty`);
+    out.push(...everySelector(config.subFields, path));
+  }
+  return out;
+}
+
+test('?filter: a misspelt field is Consul\'s creation error on every health endpoint, before any data or blocking', async (t) => {
+  const api = await start(t);
+  await instance(api, 'a', 'web', 'passing');
+  const cases: ReadonlyArray<readonly [string, string, string]> = [
+    ['/v1/health/node/a', 'CheckId == serfHealth', 'Selector "CheckId" is not valid'],
+    ['/v1/health/node/nope', 'Definition.HTTP == x', 'Selector "Definition" is not valid'],
+    ['/v1/health/checks/web', 'Status is empty', 'Invalid match operator "Is Empty" for selector "Status"'],
+    ['/v1/health/checks/web', 'ExposedPort == none', 'Failed to coerce value "none" for selector "ExposedPort": strconv.ParseInt: parsing "none": invalid syntax'],
+    ['/v1/health/state/any', 'ServiceTags == x', 'Invalid match operator "Equal" for selector "ServiceTags"'],
+    ['/v1/health/state/critical', 'Node.Node == a', 'Selector "Node.Node" is not valid'],
+    ['/v1/health/service/web', 'Nodes.Node == a', 'Selector "Nodes" is not valid'],
+    ['/v1/health/service/web', 'Service.ServiceName == web', 'Selector "Service.ServiceName" is not valid'],
+    ['/v1/health/service/web', 'Checks.Status contains', '1:23 (22): no match found, expected: [ \\t\\r\\n]'],
+    ['/v1/health/service/web', 'Checks.CheckID is empty', 'Invalid match operator "Is Empty" for selector "Checks.CheckID"'],
+    ['/v1/health/service/web', 'Service.Port == 80 and Checks.Status matches "("', 'Failed to compile regular expression "(": error parsing regexp: missing closing ): `(`'],
+  ];
+  for (const [path, expression, text] of cases) {
+    const started = Date.now();
+    const reply = await filtered(api, `${path}?index=999999&wait=30s`, expression);
+    assert.equal(reply.status, 500, `${path} ${expression}: ${reply.body}`);
+    assert.equal(reply.body, FILTER_PREFIX + text, `${path} ${expression}`);
+    assert.ok(Date.now() - started < 5_000, 'answered without blocking');
+  }
+});
+
+test('?filter: map selectors and any-element slice semantics on health endpoints', async (t) => {
+  const api = await start(t);
+  await put(api, '/v1/catalog/register', { Node: 'a', Address: '10.0.0.1', NodeMeta: { rack: 'r1' }, Service: { Service: 'web', Tags: ['v1'], Meta: { env: 'prod' } },
+    Checks: [{ CheckID: 'serfHealth', Name: 'serf', Status: 'passing' }, { CheckID: 'web-check', Name: 'web', Status: 'critical', ServiceID: 'web' }] });
+  await put(api, '/v1/catalog/register', { Node: 'b', Address: '10.0.0.2', NodeMeta: { rack: 'r2' }, Service: { Service: 'web', Tags: ['v2'] },
+    Checks: [{ CheckID: 'serfHealth', Name: 'serf', Status: 'passing' }, { CheckID: 'web-check', Name: 'web', Status: 'passing', ServiceID: 'web' }] });
+  const nodes = async (expression: string): Promise<string[]> => {
+    const reply = await filtered(api, '/v1/health/service/web', expression);
+    assert.equal(reply.status, 200, `${expression}: ${reply.body}`);
+    return (reply.json as { Node: { Node: string } }[]).map((e) => e.Node.Node);
+  };
+  assert.deepEqual(await nodes('Node.Meta.rack == r2'), ['b']);
+  assert.deepEqual(await nodes('Service.Meta.env == prod'), ['a']);
+  assert.deepEqual(await nodes('Service.Meta.env != prod'), ['b'], 'a missing map key is != everything');
+  assert.deepEqual(await nodes('env in Service.Meta'), ['a']);
+  assert.deepEqual(await nodes('Checks.Status == critical'), ['a']);
+  assert.deepEqual(await nodes('Checks.Status != passing'), ['a'], 'some check is not passing');
+  assert.deepEqual(await nodes('not Checks.Status != passing'), ['b'], 'every check is passing');
+  assert.deepEqual(await nodes('Checks.Status == passing'), ['a', 'b'], 'some check is passing');
+  assert.deepEqual(await nodes('Checks is not empty and Service.Weights.Passing == 1 and Node.PeerName == ""'), ['a', 'b']);
+  assert.deepEqual(await nodes('Checks.ServiceTags contains v2'), ['b']);
+  const checks = async (path: string, expression: string): Promise<string[]> => {
+    const reply = await filtered(api, path, expression);
+    assert.equal(reply.status, 200, `${path} ${expression}: ${reply.body}`);
+    return (reply.json as { Node: string; CheckID: string }[]).map((c) => `${c.Node}/${c.CheckID}`);
+  };
+  assert.deepEqual(await checks('/v1/health/state/any', 'ServiceName == web and Status != passing'), ['a/web-check']);
+  assert.deepEqual(await checks('/v1/health/checks/web', 'v2 in ServiceTags'), ['b/web-check']);
+  assert.deepEqual(await checks('/v1/health/node/a', 'ServiceID == "" and PeerName == "" and ExposedPort == 0'), ['a/serfHealth']);
+});
+
+test('?filter: every field of HealthCheck and CheckServiceNode is a valid selector on its endpoints', async (t) => {
+  const api = await start(t);
+  await instance(api, 'a', 'web', 'passing', ['v1']);
+  const endpoints: ReadonlyArray<readonly [string, GoType]> = [
+    ['/v1/health/node/a', GO_HEALTH_CHECK], ['/v1/health/checks/web', GO_HEALTH_CHECK], ['/v1/health/state/any', GO_HEALTH_CHECK],
+    ['/v1/health/service/web', GO_CHECK_SERVICE_NODE],
+  ];
+  let count = 0;
+  for (const [path, type] of endpoints) {
+    for (const expression of everySelector(bexprFields(type))) {
+      const reply = await filtered(api, path, expression);
+      assert.equal(reply.status, 200, `${path} ${expression}: ${reply.body}`);
+      count++;
+    }
+  }
+  assert.ok(count > 100, `tried ${count} selectors`);
 });
