@@ -18,6 +18,12 @@
 //   derived keys of the index table (Consul's index table is lowercase; ours is not, so the keys
 //   are lowercased here).
 //
+// - Transactions (/v1/txn): the Node, Service and Check ops with Consul's verbs (set, cas, get,
+//   delete, delete-cas), CAS rules and error texts (state/txn.go), the server's pre-check that
+//   vets and normalizes them (Txn.preCheck), and the dispatch of a txn mixing them with KV ops
+//   (txnApply, txnRead): every op runs, each failure is reported with its OpIndex, and the caller
+//   aborts the memdb transaction if any failed, so a txn commits whole or not at all.
+//
 // What it does not do: HTTP rendering, ACLs, mesh (gateways, virtual IPs, topology), peering,
 // partitions, the `service_kind.*` indexes (no query here reads them), node dumps.
 //
@@ -42,13 +48,27 @@
 // the service name and tags it was written with until the check itself is rewritten; a renamed
 // node keeps its old CreateIndex.
 //
-// References: Consul agent/consul/state/{catalog.go,catalog_ce.go,coordinate.go},
+// References: Consul agent/consul/state/{catalog.go,catalog_ce.go,coordinate.go,txn.go},
+// agent/consul/txn_endpoint.go (preCheck),
 // agent/structs/structs.go (IsSame, IsSameService, ChangesNode), agent/consul/catalog_endpoint.go
 // (Register pre-apply checks), api/health.go (AggregatedStatus); spec §3.2, §3.3, §3.10, §5.3.
 
 import assert from 'node:assert/strict';
 import { validateMeta } from './definitions.js';
 import { DurationError, parseDuration } from './duration.js';
+import {
+  goQuote,
+  isKvWriteOp,
+  isTxnOpFailure,
+  KV_TXN_VERBS as TXN_KV_VERBS,
+  kvsTxnOp,
+  kvsTxnPreCheckOp,
+  kvsTxnReadOp,
+  TxnOpError,
+  type TxnError,
+  type TxnKvOp,
+  type TxnResult,
+} from './kvs.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
 import {
   StateError,
@@ -171,6 +191,45 @@ export interface ServiceQueryOptions {
   readonly nodeMeta?: MetaFilter;
 }
 
+/** Node, Service and Check verbs of a txn (api.NodeOp, ServiceOp, CheckOp). Wire enum: append only. */
+export type CatalogTxnVerb = 'set' | 'cas' | 'get' | 'delete' | 'delete-cas';
+
+/** A node as a txn op carries it (structs.Node): ModifyIndex is the CAS index of cas and delete-cas. */
+export interface TxnNode extends NodeInput {
+  readonly ModifyIndex: number;
+}
+
+/** structs.TxnNodeOp. */
+export interface TxnNodeOp {
+  readonly Verb: CatalogTxnVerb;
+  readonly Node: TxnNode;
+}
+
+/** structs.TxnServiceOp: the service's ModifyIndex is the CAS index. */
+export interface TxnServiceOp {
+  readonly Verb: CatalogTxnVerb;
+  readonly Node: string;
+  readonly Service: NodeServiceInput & { readonly ModifyIndex?: number };
+}
+
+/** structs.TxnCheckOp: the check names its node; its ModifyIndex is the CAS index. */
+export interface TxnCheckOp {
+  readonly Verb: CatalogTxnVerb;
+  readonly Check: HealthCheckInput & { readonly ModifyIndex?: number };
+}
+
+/** One op of a transaction (structs.TxnOp): exactly one kind. */
+export type TxnOp = { readonly KV: TxnKvOp } | { readonly Node: TxnNodeOp } | { readonly Service: TxnServiceOp } | { readonly Check: TxnCheckOp };
+
+/** One result (structs.TxnResult): the record an op read or wrote, as stored. */
+export type TxnOpResult = TxnResult | { readonly Node: NodeRecord } | { readonly Service: ServiceRecord } | { readonly Check: CheckRecord };
+
+/** structs.TxnResponse over every kind: Results when every op succeeded, else Errors. */
+export interface TxnOpsResponse {
+  readonly Results: TxnOpResult[] | null;
+  readonly Errors: TxnError[] | null;
+}
+
 /** Aggregate status of a list of checks; "" when a check has an unknown status (api.HealthChecks). */
 export type AggregateStatus = HealthStatus | '';
 
@@ -188,6 +247,9 @@ export const INDEX_NODE_EXTINCTION = 'node_last_extinction';
 /** Maintenance check IDs (api.NodeMaint, api.ServiceMaintPrefix). */
 export const NODE_MAINTENANCE_CHECK_ID = '_node_maintenance';
 export const SERVICE_MAINTENANCE_CHECK_PREFIX = '_service_maintenance:';
+
+/** Every catalog verb a txn op may carry. Wire enum: append only. */
+export const CATALOG_TXN_VERBS: readonly CatalogTxnVerb[] = ['set', 'cas', 'get', 'delete', 'delete-cas'];
 
 /** Node names shorter than this are never tried as node ID prefixes (minUUIDLookupLen). */
 const UUID_LOOKUP_LENGTH_MIN = 2;
@@ -492,6 +554,291 @@ export function aggregateStatus(checks: readonly { readonly CheckID: string; rea
   if (isCritical) return 'critical';
   if (isWarning) return 'warning';
   return 'passing';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions: the Node, Service and Check ops of /v1/txn, and the dispatch of a mixed txn
+// (agent/consul/state/txn.go txnNode, txnService, txnCheck, txnDispatch; agent/consul/
+// txn_endpoint.go preCheck). KV ops are run by lib/kvs.ts; this is where the kinds meet.
+
+/**
+ * Runs every op of a transaction in one write transaction (TxnRW). Like Consul it runs every op
+ * and reports each failure with its OpIndex and Consul's What; if any failed, Results is null and
+ * the caller must abort `txn` so that no op's effect survives. Unknown verbs are a caller bug
+ * here: the endpoint refuses them before Raft and the FSM decoder refuses them in the log.
+ */
+export function txnApply(txn: WriteTxn, index: number, ops: readonly TxnOp[], lockDelay: LockDelay): TxnOpsResponse {
+  return txnDispatch(ops, (op) => {
+    if ('KV' in op) return kvsTxnOp(txn, index, op.KV);
+    if ('Node' in op) return txnNode(txn, index, op.Node, lockDelay);
+    if ('Service' in op) return txnService(txn, index, op.Service, lockDelay);
+    return txnCheck(txn, index, op.Check, lockDelay);
+  });
+}
+
+/** Runs read-only ops on a snapshot (TxnRO). A write verb is a caller bug. */
+export function txnRead(txn: ReadTxn, ops: readonly TxnOp[]): TxnOpsResponse {
+  for (const op of ops) assert.ok(!isTxnWriteOp(op), 'a read-only txn carries a write op');
+  return txnDispatch(ops, (op) => {
+    if ('KV' in op) return kvsTxnReadOp(txn, op.KV);
+    if ('Node' in op) return txnNodeGet(txn, op.Node.Node);
+    if ('Service' in op) return txnServiceGet(txn, op.Service.Node, op.Service.Service.ID ?? '');
+    return txnCheckGet(txn, op.Check.Check.Node ?? '', op.Check.Check.CheckID ?? '');
+  });
+}
+
+/**
+ * Whether an op writes (convertOps' count): a KV write verb, or any catalog verb but `get`. An
+ * unknown catalog verb counts as a write, as in Consul, so it goes the Apply way.
+ */
+export function isTxnWriteOp(op: TxnOp): boolean {
+  if ('KV' in op) return isKvWriteOp(op.KV.Verb);
+  if ('Node' in op) return op.Node.Verb !== 'get';
+  if ('Service' in op) return op.Service.Verb !== 'get';
+  return op.Check.Verb !== 'get';
+}
+
+/**
+ * The server's checks before a txn runs (Txn.preCheck), for Apply and Read alike. Returns the
+ * ops as Consul normalizes them on the way (a service ID defaults to its name, a check ID to its
+ * name; `get` ops are left alone) and one error per refused op: a KV op with an empty key or
+ * held by lock-delay, a node write without a name or with a malformed ID, a service write with
+ * an ID but no name or a wildcard address. Nothing may run when errors is non-empty.
+ */
+export function txnPreCheck(ops: readonly TxnOp[], lockDelay: LockDelay): { readonly ops: TxnOp[]; readonly errors: TxnError[] } {
+  const errors: TxnError[] = [];
+  const checked = ops.map((op, opIndex): TxnOp => {
+    const refuse = (what: string | undefined): void => {
+      if (what !== undefined) errors.push({ OpIndex: opIndex, What: what });
+    };
+    if ('KV' in op) {
+      refuse(kvsTxnPreCheckOp(op.KV, lockDelay));
+      return op;
+    }
+    if ('Node' in op) {
+      if (op.Node.Verb !== 'get') refuse(nodePreApplyProblem(op.Node.Node));
+      return op;
+    }
+    if ('Service' in op) {
+      if (op.Service.Verb === 'get') return op;
+      const service = op.Service.Service;
+      const normalized = !service.ID && service.Service ? { ...service, ID: service.Service } : service;
+      refuse(servicePreApplyProblem(normalized));
+      return { Service: { ...op.Service, Service: normalized } };
+    }
+    if (op.Check.Verb === 'get') return op;
+    const check = op.Check.Check;
+    // checkPreApply: the check ID defaults to the name.
+    return !check.CheckID && check.Name ? { Check: { ...op.Check, Check: { ...check, CheckID: check.Name } } } : op;
+  });
+  return { ops: checked, errors };
+}
+
+/**
+ * One error per op whose verb the state store does not know (`unknown Node verb "x"`, Consul's
+ * text). The endpoint answers these itself, so an unknown verb never reaches the Raft log.
+ */
+export function txnUnknownVerbErrors(ops: readonly TxnOp[]): TxnError[] {
+  const errors: TxnError[] = [];
+  ops.forEach((op, opIndex) => {
+    const [kind, verb, verbs] = txnOpVerb(op);
+    if (!verbs.includes(verb)) errors.push({ OpIndex: opIndex, What: `unknown ${kind} verb ${goQuote(verb)}` });
+  });
+  return errors;
+}
+
+/** Node op (txnNode). set and cas answer the node as stored; get the node; deletes nothing. */
+function txnNode(txn: WriteTxn, index: number, op: TxnNodeOp, lockDelay: LockDelay): TxnOpResult[] {
+  const node = op.Node;
+  const name = goQuote(node.Node);
+  const { ModifyIndex: casIndex, ...input } = node;
+  switch (op.Verb) {
+    case 'get':
+      return txnNodeGet(txn, node);
+    case 'set':
+      ensureNode(txn, index, input, lockDelay);
+      return nodeResult(txn, node);
+    case 'cas': {
+      const existing = txn.first<NodeRecord>(TABLES.nodes, 'id', node.Node);
+      if (!isCasMatch(existing, casIndex)) throw new TxnOpError(`failed to set node ${name}, index is stale`);
+      ensureNode(txn, index, input, lockDelay);
+      return nodeResult(txn, node);
+    }
+    case 'delete':
+      deleteNode(txn, index, node.Node, lockDelay);
+      return [];
+    case 'delete-cas': {
+      const existing = txn.first<NodeRecord>(TABLES.nodes, 'id', node.Node);
+      if (existing === undefined || existing.ModifyIndex !== casIndex) throw new TxnOpError(`failed to delete node ${name}, index is stale`);
+      deleteNode(txn, index, node.Node, lockDelay);
+      return [];
+    }
+    default:
+      throw new TxnOpError(`unknown Node verb ${goQuote(String(op.Verb))}`);
+  }
+}
+
+/** Service op (txnService). set and cas answer the service as stored; get the service. */
+function txnService(txn: WriteTxn, index: number, op: TxnServiceOp, lockDelay: LockDelay): TxnOpResult[] {
+  const { ModifyIndex: casIndex = 0, ...service } = op.Service;
+  const id = service.ID ?? '';
+  const where = `${goQuote(id)} on node ${goQuote(op.Node)}`;
+  const existing = (): ServiceRecord | undefined => txn.first<ServiceRecord>(TABLES.services, 'id', op.Node, id);
+  switch (op.Verb) {
+    case 'get':
+      return txnServiceGet(txn, op.Node, id);
+    case 'set':
+      ensureService(txn, index, op.Node, service);
+      return serviceResult(existing());
+    case 'cas':
+      if (!isCasMatch(existing(), casIndex)) throw new TxnOpError(`failed to set service ${where}, index is stale`);
+      ensureService(txn, index, op.Node, service);
+      return serviceResult(existing());
+    case 'delete':
+      deleteService(txn, index, op.Node, id, lockDelay);
+      return [];
+    case 'delete-cas': {
+      const found = existing();
+      if (found === undefined || found.ModifyIndex !== casIndex) throw new TxnOpError(`failed to delete service ${where}, index is stale`);
+      deleteService(txn, index, op.Node, id, lockDelay);
+      return [];
+    }
+    default:
+      throw new TxnOpError(`unknown Service verb ${goQuote(String(op.Verb))}`);
+  }
+}
+
+/** Check op (txnCheck). set and cas answer the check as stored; get the check. */
+function txnCheck(txn: WriteTxn, index: number, op: TxnCheckOp, lockDelay: LockDelay): TxnOpResult[] {
+  const { ModifyIndex: casIndex = 0, ...check } = op.Check;
+  const nodeName = check.Node ?? '';
+  const checkId = check.CheckID ?? '';
+  const where = `${goQuote(checkId)} on node ${goQuote(nodeName)}`;
+  const existing = (): CheckRecord | undefined => txn.first<CheckRecord>(TABLES.checks, 'id', nodeName, checkId);
+  switch (op.Verb) {
+    case 'get':
+      return txnCheckGet(txn, nodeName, checkId);
+    case 'set':
+      ensureTxnCheck(txn, index, check, lockDelay);
+      return checkResult(existing());
+    case 'cas':
+      if (!isCasMatch(existing(), casIndex)) throw new TxnOpError(`failed to set check ${where}, index is stale`);
+      ensureTxnCheck(txn, index, check, lockDelay);
+      return checkResult(existing());
+    case 'delete':
+      deleteCheck(txn, index, nodeName, checkId, lockDelay);
+      return [];
+    case 'delete-cas': {
+      const found = existing();
+      if (found === undefined || found.ModifyIndex !== casIndex) throw new TxnOpError(`failed to delete check ${where}, index is stale`);
+      deleteCheck(txn, index, nodeName, checkId, lockDelay);
+      return [];
+    }
+    default:
+      throw new TxnOpError(`unknown Check verb ${goQuote(String(op.Verb))}`);
+  }
+}
+
+/** Node get: by ID when the op carries one (a malformed ID is an error), else by name. */
+function txnNodeGet(txn: ReadTxn, node: TxnNode): TxnOpResult[] {
+  const found = txnLookupNode(txn, node);
+  if (found === undefined) throw new TxnOpError(`node ${goQuote(node.Node)} doesn't exist`);
+  return [{ Node: found }];
+}
+
+function txnServiceGet(txn: ReadTxn, nodeName: string, serviceId: string): TxnOpResult[] {
+  const found = txn.first<ServiceRecord>(TABLES.services, 'id', nodeName, serviceId);
+  if (found === undefined) throw new TxnOpError(`service ${goQuote(serviceId)} on node ${goQuote(nodeName)} doesn't exist`);
+  return [{ Service: found }];
+}
+
+function txnCheckGet(txn: ReadTxn, nodeName: string, checkId: string): TxnOpResult[] {
+  const found = txn.first<CheckRecord>(TABLES.checks, 'id', nodeName, checkId);
+  if (found === undefined) throw new TxnOpError(`check ${goQuote(checkId)} on node ${goQuote(nodeName)} doesn't exist`);
+  return [{ Check: found }];
+}
+
+/** txnNode's getNode: Consul looks a node up by ID when the op has one, by name otherwise. */
+function txnLookupNode(txn: ReadTxn, node: TxnNode): NodeRecord | undefined {
+  if (node.ID === '') return txn.first<NodeRecord>(TABLES.nodes, 'id', node.Node);
+  const problem = parseUuidProblem(node.ID);
+  if (problem !== undefined) throw new TxnOpError(`node lookup by ID failed, wrong UUID: ${problem}`);
+  return txn.first<NodeRecord>(TABLES.nodes, 'uuid', node.ID);
+}
+
+function nodeResult(txn: ReadTxn, node: TxnNode): TxnOpResult[] {
+  const found = txnLookupNode(txn, node);
+  return found === undefined ? [] : [{ Node: found }];
+}
+
+function serviceResult(found: ServiceRecord | undefined): TxnOpResult[] {
+  return found === undefined ? [] : [{ Service: found }];
+}
+
+function checkResult(found: CheckRecord | undefined): TxnOpResult[] {
+  return found === undefined ? [] : [{ Check: found }];
+}
+
+/**
+ * The ensure*CASTxn rule: index 0 means "only if absent"; otherwise the record must exist with
+ * exactly that ModifyIndex.
+ */
+function isCasMatch(existing: { readonly ModifyIndex: number } | undefined, casIndex: number): boolean {
+  if (casIndex === 0) return existing === undefined;
+  return existing !== undefined && existing.ModifyIndex === casIndex;
+}
+
+/**
+ * ensureCheckTxn's refusals in its own order (node, then service, then the record), which differs
+ * from a registration's: a txn check names its node itself and is not vetted against a request.
+ */
+function ensureTxnCheck(txn: WriteTxn, index: number, check: HealthCheckInput, lockDelay: LockDelay): void {
+  // Consul's txn path never derives Type from the definition (only registration does).
+  const draft = { ...buildCheck(check, check.Node ?? ''), Type: check.Type ?? '' };
+  if (!txn.first<NodeRecord>(TABLES.nodes, 'id', draft.Node)) throw new StateError('ERR_MISSING_NODE', 'Missing node registration');
+  if (draft.ServiceID !== '' && !txn.first<ServiceRecord>(TABLES.services, 'id', draft.Node, draft.ServiceID)) {
+    throw new StateError('ERR_MISSING_SERVICE', 'Missing service registration');
+  }
+  if (draft.CheckID === '') throw new StateError('ERR_MISSING_CHECK_ID', `failed inserting check: ${MISSING_INDEX_VALUE_TEXT}`);
+  const problem = checkRecordProblem(draft, check.Status);
+  if (problem) throw new StateError(problem.code, problem.message);
+  writeCheck(txn, index, draft, lockDelay);
+}
+
+/** nodePreApply: a name, and an ID that parses as a UUID when given. */
+function nodePreApplyProblem(node: TxnNode): string | undefined {
+  if (node.Node === '') return 'Must provide node';
+  if (node.ID === '') return undefined;
+  const problem = parseUuidProblem(node.ID);
+  return problem && `Bad node ID: ${problem}`;
+}
+
+/** servicePreApply without ACLs and mesh validation (the ID already defaulted to the name). */
+function servicePreApplyProblem(service: NodeServiceInput): string | undefined {
+  if (service.ID && !service.Service) return 'Must provide service name (Service.Service) when service ID is provided';
+  if (isAnyAddress(service.Address ?? '')) return 'Invalid service address';
+  return undefined;
+}
+
+function txnOpVerb(op: TxnOp): [kind: string, verb: string, verbs: readonly string[]] {
+  if ('KV' in op) return ['KV', op.KV.Verb, TXN_KV_VERBS];
+  if ('Node' in op) return ['Node', op.Node.Verb, CATALOG_TXN_VERBS];
+  if ('Service' in op) return ['Service', op.Service.Verb, CATALOG_TXN_VERBS];
+  return ['Check', op.Check.Verb, CATALOG_TXN_VERBS];
+}
+
+function txnDispatch(ops: readonly TxnOp[], run: (op: TxnOp) => TxnOpResult[]): TxnOpsResponse {
+  const results: TxnOpResult[] = [];
+  const errors: TxnError[] = [];
+  ops.forEach((op, opIndex) => {
+    try {
+      results.push(...run(op));
+    } catch (error) {
+      if (!isTxnOpFailure(error)) throw error;
+      errors.push({ OpIndex: opIndex, What: error.message });
+    }
+  });
+  return errors.length > 0 ? { Results: null, Errors: errors } : { Results: results, Errors: null };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@
 // like Consul's. Decoding checks every field's type and refuses unknown fields: a corrupt or
 // foreign entry is rejected with FsmError before anything is applied.
 //
+// The txn command carries a list of ops of four kinds (KV, Node, Service, Check) applied in one
+// memdb transaction that commits only if every op succeeded. Its first encoding carried KV ops
+// only; that layout is a subset of the current one, so old log entries decode and apply
+// unchanged (see TXN_REQUEST).
+//
 // Snapshots stream the state at one point in time, record by record, so a million keys never
 // become one giant string: [SNAPSHOT_MAGIC] then frames [table u8][length u32 BE][msgpack
 // record], then an end frame [0xff][32][sha256 of every preceding byte]. Restore parses the
@@ -23,9 +28,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as catalog from './catalog.js';
-import type { RegisterRequest, DeregisterRequest } from './catalog.js';
+import type { RegisterRequest, DeregisterRequest, TxnNodeOp, TxnOp, TxnOpsResponse } from './catalog.js';
 import * as kvs from './kvs.js';
-import type { KvApplyOp, KvDirEntInput, TxnKvOp, TxnResponse } from './kvs.js';
+import type { KvApplyOp, KvDirEntInput, TxnKvOp } from './kvs.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
 import { decode, encode, MsgpackError, MsgpackReader, MsgpackWriter } from './msgpack.js';
 import { StateError, STATE_SCHEMA, TABLES, type CoordinateRecord, type KvRecord } from './schema.js';
@@ -55,7 +60,7 @@ export type Command =
   | { readonly type: 'session-destroy'; readonly id: string }
   | { readonly type: 'tombstone-reap'; readonly reapIndex: number }
   | { readonly type: 'coordinate-batch-update'; readonly updates: readonly CoordinateRecord[] }
-  | { readonly type: 'txn'; readonly ops: readonly TxnKvOp[] };
+  | { readonly type: 'txn'; readonly ops: readonly TxnOp[] };
 
 /** What applying a command produced: a value for the client, or Consul's refusal. */
 export type ApplyResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: StateError };
@@ -140,7 +145,7 @@ function commandPayload(command: Command): [number, unknown] {
     case 'session-destroy': return [MESSAGE_TYPE.session, { Op: 'destroy', Session: { ID: command.id } }];
     case 'tombstone-reap': return [MESSAGE_TYPE.tombstone, { Op: 'reap', ReapIndex: command.reapIndex }];
     case 'coordinate-batch-update': return [MESSAGE_TYPE.coordinateBatchUpdate, { Updates: command.updates }];
-    case 'txn': return [MESSAGE_TYPE.txn, { Ops: command.ops.map((op) => ({ KV: op })) }];
+    case 'txn': return [MESSAGE_TYPE.txn, { Ops: command.ops }];
     default: {
       const unknown: never = command;
       throw new Error(`unhandled command ${JSON.stringify(unknown)}`);
@@ -163,7 +168,7 @@ function parseCommand(type: number, payload: unknown): Command {
     }
     case MESSAGE_TYPE.tombstone: return { type: 'tombstone-reap', reapIndex: TOMBSTONE_REQUEST(payload, 'tombstone').ReapIndex };
     case MESSAGE_TYPE.coordinateBatchUpdate: return { type: 'coordinate-batch-update', updates: COORDINATE_BATCH(payload, 'coordinates').Updates };
-    case MESSAGE_TYPE.txn: return { type: 'txn', ops: TXN_REQUEST(payload, 'txn').Ops.map((op) => op.KV) };
+    case MESSAGE_TYPE.txn: return { type: 'txn', ops: TXN_REQUEST(payload, 'txn').Ops };
     default: throw new FsmError('ERR_COMMAND_CORRUPT', `unknown message type ${type}`);
   }
 }
@@ -209,7 +214,7 @@ export class Fsm {
       case 'session-destroy': return state.write((txn) => sessions.sessionDestroy(txn, index, command.id, lockDelay));
       case 'tombstone-reap': return state.write((txn) => kvs.reapTombstones(txn, index, command.reapIndex));
       case 'coordinate-batch-update': return state.write((txn) => catalog.coordinateBatchUpdate(txn, index, command.updates));
-      case 'txn': return state.write((txn): TxnResponse => kvs.kvsTxn(txn, index, command.ops), (response) => response.Errors === null);
+      case 'txn': return state.write((txn): TxnOpsResponse => catalog.txnApply(txn, index, command.ops, lockDelay), (response) => response.Errors === null);
       default: {
         const unknown: never = command;
         throw new Error(`unhandled command ${JSON.stringify(unknown)}`);
@@ -555,7 +560,46 @@ const TOMBSTONE_REQUEST = object({ Op: oneOf('reap'), ReapIndex: int });
 const COORDINATE_UPDATE = object({ Node: str, Segment: str, Coord: COORDINATE });
 const COORDINATE_BATCH = object({ Updates: array(COORDINATE_UPDATE) });
 const KV_OPS = [...KV_APPLY_OPS, 'get', 'get-or-empty', 'get-tree', 'check-session', 'check-index', 'check-not-exists'] as const;
-const TXN_REQUEST = object({ Ops: array(object({ KV: object({ Verb: oneOf(...KV_OPS), DirEnt: KV_DIRENT }) as Shape<TxnKvOp> })) });
+/**
+ * The txn command's payload: {Ops: [{KV: {Verb, DirEnt}} | {Node: {Verb, Node}} |
+ * {Service: {Verb, Node, Service}} | {Check: {Verb, Check}}]}, each op exactly one kind.
+ * Backward compatibility: the first encoding carried KV ops only, in exactly the {KV: ...} form
+ * kept here, so an old entry is a valid new one and decodes unchanged; catalog ops were added as
+ * new op kinds, not a new layout, which is why COMMAND_FORMAT_VERSION did not change. (A server
+ * from before catalog ops refuses an entry carrying one as ERR_COMMAND_CORRUPT: upgrade every
+ * server before clients send catalog txns.) Catalog records reuse the register command's shapes.
+ */
+const TXN_KV_OP = object({ Verb: oneOf(...KV_OPS), DirEnt: KV_DIRENT }) as Shape<TxnKvOp>;
+const CATALOG_VERBS = ['set', 'cas', 'get', 'delete', 'delete-cas'] as const;
+const TXN_NODE_OP: Shape<TxnNodeOp> = object({
+  Verb: oneOf(...CATALOG_VERBS),
+  Node: object({ ID: str, Node: str, Address: str, Datacenter: str, TaggedAddresses: stringMap, Meta: stringMap, ModifyIndex: int }),
+});
+const TXN_SERVICE_OP = object({ Verb: oneOf(...CATALOG_VERBS), Node: str, Service: withModifyIndex(NODE_SERVICE_INPUT) });
+const TXN_CHECK_OP = object({ Verb: oneOf(...CATALOG_VERBS), Check: withModifyIndex(HEALTH_CHECK_INPUT) });
+const TXN_OP_KINDS = { KV: TXN_KV_OP, Node: TXN_NODE_OP, Service: TXN_SERVICE_OP, Check: TXN_CHECK_OP } as const;
+const TXN_OP: Shape<TxnOp> = (v, p) => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) return corrupt(p, 'a map', v);
+  const kinds = Object.keys(v);
+  const kind = kinds[0];
+  if (kinds.length !== 1 || kind === undefined || !(kind in TXN_OP_KINDS)) {
+    throw new FsmError('ERR_COMMAND_CORRUPT', `${p}: expected exactly one of ${Object.keys(TXN_OP_KINDS).join(', ')}, got ${kinds.join(', ') || 'none'}`);
+  }
+  const shape = TXN_OP_KINDS[kind as keyof typeof TXN_OP_KINDS] as Shape<unknown>;
+  return { [kind]: shape((v as Record<string, unknown>)[kind], `${p}.${kind}`) } as TxnOp;
+};
+const TXN_REQUEST = object({ Ops: array(TXN_OP) });
+
+/** A record shape plus an optional ModifyIndex (the CAS index a txn op carries). */
+function withModifyIndex<T>(shape: Shape<T>): Shape<T & { ModifyIndex?: number }> {
+  return (v, p) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) return corrupt(p, 'a map', v);
+    const { ModifyIndex: raw, ...rest } = v as Record<string, unknown>;
+    const base = shape(rest, p);
+    const modifyIndex = optional(int)(raw, `${p}.ModifyIndex`);
+    return (modifyIndex === undefined ? base : { ...base, ModifyIndex: modifyIndex }) as T & { ModifyIndex?: number };
+  };
+}
 
 /** The shape of every snapshot record kept as a map, by table. */
 const RECORD_SHAPES = new Map<string, Shape<unknown>>([

@@ -19,6 +19,9 @@
 //   throw StateError with Consul's text.
 // - A KV transaction runs every op, collects one TxnError per failing op with Consul's `What`, and
 //   then returns no results; the caller aborts the memdb transaction, so nothing is half-applied.
+//   A transaction that mixes KV and catalog ops is dispatched by lib/catalog.ts (txnApply,
+//   txnRead), which runs each KV op through kvsTxnOp / kvsTxnReadOp here and catches the same
+//   TxnOpError / StateError failures.
 //
 // Not here: lock-delay enforcement (the leader checks it before Raft, see kvsPreApply and
 // kvsTxnPreCheck; the delays themselves live in LockDelay, lib/sessions.ts), the tombstone GC
@@ -69,6 +72,9 @@ export type KvOp =
   | 'check-session'
   | 'check-index'
   | 'check-not-exists';
+
+/** Every KV verb a txn may carry (api.KVOp), in Consul's order. Wire enum: append only. */
+export const KV_TXN_VERBS: readonly KvOp[] = ['set', 'delete', 'delete-cas', 'delete-tree', 'cas', 'lock', 'unlock', 'get', 'get-or-empty', 'get-tree', 'check-session', 'check-index', 'check-not-exists'];
 
 /** The verbs a KVS.Apply request (PUT/DELETE /v1/kv) may carry. */
 export type KvApplyOp = Extract<KvOp, 'set' | 'delete' | 'delete-cas' | 'delete-tree' | 'cas' | 'lock' | 'unlock'>;
@@ -309,16 +315,21 @@ export function isKvWriteOp(verb: KvOp): boolean {
 export function kvsTxnPreCheck(ops: readonly TxnKvOp[], lockDelay: LockDelay): TxnError[] {
   const errors: TxnError[] = [];
   ops.forEach((op, opIndex) => {
-    try {
-      if (!kvsPreApply(op.Verb, op.DirEnt.Key, lockDelay)) {
-        errors.push({ OpIndex: opIndex, What: `failed to lock key ${goQuote(op.DirEnt.Key)} due to lock delay` });
-      }
-    } catch (error) {
-      if (!(error instanceof StateError)) throw error;
-      errors.push({ OpIndex: opIndex, What: error.message });
-    }
+    const what = kvsTxnPreCheckOp(op, lockDelay);
+    if (what !== undefined) errors.push({ OpIndex: opIndex, What: what });
   });
   return errors;
+}
+
+/** kvsTxnPreCheck for one op: Consul's What when the op is refused, else undefined. */
+export function kvsTxnPreCheckOp(op: TxnKvOp, lockDelay: LockDelay): string | undefined {
+  try {
+    if (!kvsPreApply(op.Verb, op.DirEnt.Key, lockDelay)) return `failed to lock key ${goQuote(op.DirEnt.Key)} due to lock delay`;
+  } catch (error) {
+    if (!(error instanceof StateError)) throw error;
+    return error.message;
+  }
+  return undefined;
 }
 
 /**
@@ -328,6 +339,25 @@ export function kvsTxnPreCheck(ops: readonly TxnKvOp[], lockDelay: LockDelay): T
  */
 export function kvsTxn(txn: WriteTxn, index: number, ops: readonly TxnKvOp[]): TxnResponse {
   return dispatch(ops, (op) => applyTxnOp(txn, index, op));
+}
+
+/**
+ * One KV op of a mixed transaction in a write transaction (txnKVS). Throws TxnOpError or
+ * StateError, whose message is Consul's What; the caller collects it and aborts `txn`.
+ */
+export function kvsTxnOp(txn: WriteTxn, index: number, op: TxnKvOp): TxnResult[] {
+  return applyTxnOp(txn, index, op);
+}
+
+/** One read-only KV op of a mixed transaction (txnKVS under TxnRO). Throws like kvsTxnOp. */
+export function kvsTxnReadOp(txn: ReadTxn, op: TxnKvOp): TxnResult[] {
+  assert.ok(!isKvWriteOp(op.Verb), `read-only txn carries write verb ${op.Verb}`);
+  return applyTxnRead(txn, op);
+}
+
+/** Whether `error` is an op failure a txn reports as a TxnError (anything else is a bug). */
+export function isTxnOpFailure(error: unknown): error is Error {
+  return error instanceof TxnOpError || error instanceof StateError;
 }
 
 /** Runs read-only KV operations on a snapshot (TxnRO). Write verbs are a caller bug. */
@@ -547,8 +577,8 @@ function atLeastOne(index: number): number {
 // ---------------------------------------------------------------------------------------------
 // Private helpers: transactions
 
-/** A failed txn op; `message` is Consul's What. */
-class TxnOpError extends Error {}
+/** A failed txn op; `message` is Consul's What. Exported so catalog txn ops fail the same way. */
+export class TxnOpError extends Error {}
 
 function dispatch(ops: readonly TxnKvOp[], run: (op: TxnKvOp) => TxnResult[]): TxnResponse {
   const results: TxnResult[] = [];

@@ -26,7 +26,14 @@ import {
   serviceChecks,
   serviceNodes,
   services,
+  txnApply,
+  txnPreCheck,
+  txnRead,
+  txnUnknownVerbErrors,
   type DeregisterRequest,
+  type TxnNode,
+  type TxnOp,
+  type TxnOpsResponse,
   type HealthCheckInput,
   type RegisterRequest,
 } from '../lib/catalog.js';
@@ -510,6 +517,123 @@ describe('sessions', () => {
     dereg(db, 5, { Node: 'n1' });
     assert.equal(hasSession(db, 's-none'), false);
     assert.equal(indexEntry(db, 'sessions'), 5);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Transactions (state/txn.go txnNode, txnService, txnCheck; Txn.preCheck)
+
+describe('transactions', () => {
+  /** Applies a txn as the FSM does: commit only when no op failed. */
+  function applyTxn(db: MemDb, index: number, ops: TxnOp[]): TxnOpsResponse {
+    const txn = db.writeTxn();
+    const response = txnApply(txn, index, ops, lockDelay);
+    if (response.Errors === null) txn.commit();
+    else txn.abort();
+    return response;
+  }
+  const node = (name: string, fields: Partial<TxnNode> = {}): TxnNode => ({ ID: '', Node: name, Address: '10.0.0.9', Datacenter: 'dc1', TaggedAddresses: {}, Meta: {}, ModifyIndex: 0, ...fields });
+
+  test('results are the records as stored, in op order; deletes yield none', () => {
+    const db = newDb();
+    const response = applyTxn(db, 5, [
+      { Node: { Verb: 'set', Node: node('n2') } },
+      { Service: { Verb: 'set', Node: 'n2', Service: { ID: 'db-1', Service: 'db', Port: 5432 } } },
+      { Check: { Verb: 'set', Check: { Node: 'n2', CheckID: 'db-alive', Name: 'db alive', Status: 'passing', ServiceID: 'db-1' } } },
+      { Node: { Verb: 'delete', Node: node('ghost') } },
+    ]);
+    assert.equal(response.Errors, null);
+    const stored = read(db, (txn) => [getNode(txn, 'n2').value, nodeService(txn, 'n2', 'db-1').value, nodeCheck(txn, 'n2', 'db-alive').value]);
+    assert.deepEqual(response.Results, [{ Node: stored[0] }, { Service: stored[1] }, { Check: stored[2] }]);
+    assert.equal((stored[2] as CheckRecord).ServiceName, 'db');
+    assert.equal((stored[0] as NodeRecord).ModifyIndex, 5);
+  });
+
+  test('a failing op rolls back the ops before and after it, each error keeps its OpIndex', () => {
+    const db = newDb();
+    seedWeb(db);
+    const response = applyTxn(db, 9, [
+      { Service: { Verb: 'delete', Node: 'n1', Service: { ID: 'web-1', Service: 'web' } } },
+      { Node: { Verb: 'get', Node: node('nope') } },
+      { Check: { Verb: 'set', Check: { Node: 'n1', CheckID: 'c', Name: 'c', ServiceID: 'web-1' } } },
+    ]);
+    // The service delete ran first, so the check's service is gone when op 2 runs.
+    assert.deepEqual(response, { Results: null, Errors: [{ OpIndex: 1, What: 'node "nope" doesn\'t exist' }, { OpIndex: 2, What: 'Missing service registration' }] });
+    assert.equal(read(db, (txn) => nodeService(txn, 'n1', 'web-1').value?.ModifyIndex), 2);
+  });
+
+  test('cas follows ensure*CASTxn: 0 means only-if-absent, else the ModifyIndex must match', () => {
+    const db = newDb();
+    seedWeb(db);
+    const stale = (ops: TxnOp[]): string | undefined => applyTxn(db, 10, ops).Errors?.[0]?.What;
+    assert.equal(stale([{ Node: { Verb: 'cas', Node: node('n1') } }]), 'failed to set node "n1", index is stale');
+    assert.equal(stale([{ Node: { Verb: 'cas', Node: node('n9', { ModifyIndex: 1 }) } }]), 'failed to set node "n9", index is stale');
+    assert.equal(stale([{ Service: { Verb: 'cas', Node: 'n1', Service: { ID: 'web-1', Service: 'web', ModifyIndex: 1 } } }]), 'failed to set service "web-1" on node "n1", index is stale');
+    assert.equal(stale([{ Check: { Verb: 'cas', Check: { Node: 'n1', CheckID: 'serfHealth', ModifyIndex: 2 } } }]), 'failed to set check "serfHealth" on node "n1", index is stale');
+    const response = applyTxn(db, 11, [
+      { Node: { Verb: 'cas', Node: node('n1', { Address: '10.0.0.2', ModifyIndex: 1 }) } },
+      { Service: { Verb: 'cas', Node: 'n1', Service: { ID: 'web-1', Service: 'web', Port: 81, ModifyIndex: 2 } } },
+      { Check: { Verb: 'cas', Check: { Node: 'n1', CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'warning', ModifyIndex: 3 } } },
+    ]);
+    assert.equal(response.Errors, null);
+    assert.deepEqual(response.Results?.map((result) => (Object.values(result)[0] as { ModifyIndex: number }).ModifyIndex), [11, 11, 11]);
+  });
+
+  test('delete-cas of a missing record is stale, unlike KV delete-cas', () => {
+    const db = newDb();
+    seedWeb(db);
+    const what = (ops: TxnOp[]): string | undefined => applyTxn(db, 10, ops).Errors?.[0]?.What;
+    assert.equal(what([{ Node: { Verb: 'delete-cas', Node: node('ghost') } }]), 'failed to delete node "ghost", index is stale');
+    assert.equal(what([{ Service: { Verb: 'delete-cas', Node: 'n1', Service: { ID: 'ghost' } } }]), 'failed to delete service "ghost" on node "n1", index is stale');
+    assert.equal(what([{ Check: { Verb: 'delete-cas', Check: { Node: 'n1', CheckID: 'ghost' } } }]), 'failed to delete check "ghost" on node "n1", index is stale');
+    assert.equal(applyTxn(db, 11, [{ Check: { Verb: 'delete-cas', Check: { Node: 'n1', CheckID: 'serfHealth', ModifyIndex: 3 } } }]).Errors, null);
+    assert.equal(read(db, (txn) => nodeCheck(txn, 'n1', 'serfHealth').value), undefined);
+  });
+
+  test('a check set critical by a txn invalidates the sessions on it, and a rollback keeps them', () => {
+    const db = newDb();
+    seedWeb(db);
+    write(db, (txn) => sessionCreate(txn, 4, { ID: 's', Name: '', Node: 'n1', NodeChecks: ['serfHealth'], ServiceChecks: [], LockDelay: 0, Behavior: 'release', TTL: '' }));
+    const critical: TxnOp = { Check: { Verb: 'set', Check: { Node: 'n1', CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'critical' } } };
+    applyTxn(db, 5, [critical, { Node: { Verb: 'get', Node: node('nope') } }]);
+    assert.notEqual(read(db, (txn) => sessionGet(txn, 's').value), undefined);
+    applyTxn(db, 6, [critical]);
+    assert.equal(read(db, (txn) => sessionGet(txn, 's').value), undefined);
+  });
+
+  test('pre-check: IDs default to names for writes only, and node and service writes are vetted', () => {
+    const { ops, errors } = txnPreCheck([
+      { Service: { Verb: 'set', Node: 'n1', Service: { Service: 'web' } } },
+      { Service: { Verb: 'get', Node: 'n1', Service: { Service: 'web' } } },
+      { Check: { Verb: 'set', Check: { Node: 'n1', Name: 'mem' } } },
+      { Check: { Verb: 'get', Check: { Node: 'n1', Name: 'mem' } } },
+      { Node: { Verb: 'delete', Node: node('') } },
+      { Node: { Verb: 'get', Node: node('') } },
+      { Node: { Verb: 'set', Node: node('n1', { ID: '0123456789abcdef0123456789abcdefxxxx' }) } },
+      { Service: { Verb: 'delete', Node: 'n1', Service: { ID: 'web' } } },
+      { Service: { Verb: 'set', Node: 'n1', Service: { Service: 'web', Address: '::' } } },
+      { KV: { Verb: 'get', DirEnt: { Key: '' } } },
+    ], lockDelay);
+    assert.deepEqual(ops.slice(0, 4).map((op) => ('Service' in op ? op.Service.Service.ID : 'Check' in op ? op.Check.Check.CheckID : undefined)), ['web', undefined, 'mem', undefined]);
+    assert.deepEqual(errors, [
+      { OpIndex: 4, What: 'Must provide node' },
+      { OpIndex: 6, What: 'Bad node ID: uuid is improperly formatted' },
+      { OpIndex: 7, What: 'Must provide service name (Service.Service) when service ID is provided' },
+      { OpIndex: 8, What: 'Invalid service address' },
+      { OpIndex: 9, What: 'Must provide key' },
+    ]);
+  });
+
+  test('unknown verbs are named per kind; read-only txns run on a snapshot', () => {
+    assert.deepEqual(txnUnknownVerbErrors([{ Node: { Verb: 'x' as never, Node: node('n') } }, { KV: { Verb: 'get', DirEnt: { Key: 'k' } } }, { KV: { Verb: 'y' as never, DirEnt: { Key: 'k' } } }]), [
+      { OpIndex: 0, What: 'unknown Node verb "x"' },
+      { OpIndex: 2, What: 'unknown KV verb "y"' },
+    ]);
+    const db = newDb();
+    seedWeb(db);
+    const response = read(db, (txn) => txnRead(txn, [{ Node: { Verb: 'get', Node: node('N1') } }, { Service: { Verb: 'get', Node: 'n1', Service: { ID: 'web-1' } } }]));
+    assert.deepEqual(response.Results?.map((result) => Object.keys(result)[0]), ['Node', 'Service']);
+    assert.throws(() => read(db, (txn) => txnRead(txn, [{ Node: { Verb: 'delete', Node: node('n1') } }])), /read-only txn carries a write op/);
   });
 });
 

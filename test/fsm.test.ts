@@ -65,7 +65,15 @@ function randomCommands(seed: number, count: number): Command[] {
     } else if (roll < 0.9) {
       commands.push({ type: 'deregister', request: { Node: node, ServiceID: `web-${i % 4}` } });
     } else if (roll < 0.95) {
-      commands.push({ type: 'txn', ops: [{ Verb: 'set', DirEnt: { Key: `txn/${i}`, Value: bytes('t') } }, { Verb: 'check-not-exists', DirEnt: { Key: `txn/${i % 5}` } }] });
+      commands.push({
+        type: 'txn',
+        ops: [
+          { KV: { Verb: 'set', DirEnt: { Key: `txn/${i}`, Value: bytes('t') } } },
+          { KV: { Verb: 'check-not-exists', DirEnt: { Key: `txn/${i % 5}` } } },
+          { Service: { Verb: 'set', Node: node, Service: { ID: `txn-${i % 3}`, Service: 'txn', Tags: ['t'], Port: 9000 + (i % 3) } } },
+          { Check: { Verb: pick(['set', 'delete']), Check: { Node: node, CheckID: `txn-chk-${i % 3}`, Name: 'txn check', Status: pick(['passing', 'critical']) } } },
+        ],
+      });
     } else {
       commands.push({ type: 'tombstone-reap', reapIndex: Math.floor(commands.length / 2) });
     }
@@ -82,7 +90,16 @@ describe('commands', () => {
     { type: 'session-destroy', id: 'abc' },
     { type: 'tombstone-reap', reapIndex: 42 },
     { type: 'coordinate-batch-update', updates: [{ Node: 'n1', Segment: '', Coord: { Vec: [0.5, 0, 0, 0, 0, 0, 0, 0], Error: 1.5, Adjustment: 0, Height: 1e-5 } }] },
-    { type: 'txn', ops: [{ Verb: 'get-tree', DirEnt: { Key: 'a/' } }, { Verb: 'delete-cas', DirEnt: { Key: 'a/b', ModifyIndex: 7 } }] },
+    { type: 'txn', ops: [{ KV: { Verb: 'get-tree', DirEnt: { Key: 'a/' } } }, { KV: { Verb: 'delete-cas', DirEnt: { Key: 'a/b', ModifyIndex: 7 } } }] },
+    {
+      type: 'txn',
+      ops: [
+        { Node: { Verb: 'cas', Node: { ID: '11111111-2222-4333-8444-555555555555', Node: 'n1', Address: '10.0.0.1', Datacenter: 'dc1', TaggedAddresses: { lan: '10.0.0.1' }, Meta: { rack: 'a' }, ModifyIndex: 0 } } },
+        { Service: { Verb: 'set', Node: 'n1', Service: { ID: 'web', Service: 'web', Tags: ['v1'], Port: 80, Weights: { Passing: 1, Warning: 1 }, Proxy: { DestinationServiceName: 'x' }, ModifyIndex: 3 } } },
+        { Check: { Verb: 'delete-cas', Check: { Node: 'n1', CheckID: 'c', Status: 'passing', Definition: { HTTP: 'http://x', Interval: '10s' }, ModifyIndex: 9 } } },
+        { KV: { Verb: 'set', DirEnt: { Key: 'k', Value: bytes('v') } } },
+      ],
+    },
   ];
   for (const command of samples) {
     test(`${command.type} round-trips through its encoding`, () => {
@@ -103,6 +120,10 @@ describe('commands', () => {
     ['unknown KV op', new Uint8Array([1, 2, ...encode({ Op: 'explode', DirEnt: { Key: 'k' } })]), 'ERR_COMMAND_CORRUPT'],
     ['negative flags', new Uint8Array([1, 2, ...encode({ Op: 'set', DirEnt: { Key: 'k', Flags: -1 } })]), 'ERR_COMMAND_CORRUPT'],
     ['payload not a map', new Uint8Array([1, 5, ...encode([1, 2])]), 'ERR_COMMAND_CORRUPT'],
+    ['txn op of two kinds', new Uint8Array([1, 8, ...encode({ Ops: [{ KV: { Verb: 'get', DirEnt: { Key: 'k' } }, Check: { Verb: 'get', Check: {} } }] })]), 'ERR_COMMAND_CORRUPT'],
+    ['txn op of no kind', new Uint8Array([1, 8, ...encode({ Ops: [{}] })]), 'ERR_COMMAND_CORRUPT'],
+    ['unknown Node verb', new Uint8Array([1, 8, ...encode({ Ops: [{ Node: { Verb: 'explode', Node: { ID: '', Node: 'n', Address: '', Datacenter: '', TaggedAddresses: {}, Meta: {}, ModifyIndex: 0 } } }] })]), 'ERR_COMMAND_CORRUPT'],
+    ['txn service with an unknown field', new Uint8Array([1, 8, ...encode({ Ops: [{ Service: { Verb: 'set', Node: 'n', Service: { Service: 'web', Sneaky: 1 } } }] })]), 'ERR_COMMAND_CORRUPT'],
   ];
   for (const [name, input, code] of corrupt) {
     test(`a command with ${name} is refused with ${code}, and nothing is applied`, () => {
@@ -144,9 +165,59 @@ describe('apply', () => {
     const fsm = newFsm();
     applyAll(fsm, [{ type: 'kvs', op: 'set', entry: { Key: 'exists', Value: bytes('x') } }]);
     const before = dumpState(fsm);
-    const [response] = applyAll(fsm, [{ type: 'txn', ops: [{ Verb: 'set', DirEnt: { Key: 'new', Value: bytes('y') } }, { Verb: 'check-not-exists', DirEnt: { Key: 'exists' } }] }]);
+    const [response] = applyAll(fsm, [{ type: 'txn', ops: [{ KV: { Verb: 'set', DirEnt: { Key: 'new', Value: bytes('y') } } }, { KV: { Verb: 'check-not-exists', DirEnt: { Key: 'exists' } } }] }]);
     assert.deepEqual(response, { Results: null, Errors: [{ OpIndex: 1, What: 'key "exists" exists' }] });
     assert.deepEqual(dumpState(fsm), before);
+  });
+
+  test('a txn entry in the first, KV-only encoding still decodes and applies', () => {
+    // Golden bytes of a txn command as the KV-only encoder wrote it: version 1, type 8,
+    // {Ops: [{KV: {Verb: set, DirEnt: {Key: old/a, Value: v1, Flags: 7}}}, {KV: {Verb: get, ...}}]}.
+    // Never regenerate: old Raft logs hold exactly these bytes.
+    const golden = Buffer.from(
+      '010881a34f70739281a24b5682a456657262a3736574a6446972456e7483a34b6579a56f6c642f61a556616c7565c4027631a5466c6167730781a24b5682a456657262a3676574a6446972456e7481a34b6579a56f6c642f61',
+      'hex',
+    );
+    assert.deepEqual(decodeCommand(golden), {
+      type: 'txn',
+      ops: [{ KV: { Verb: 'set', DirEnt: { Key: 'old/a', Value: bytes('v1'), Flags: 7n } } }, { KV: { Verb: 'get', DirEnt: { Key: 'old/a' } } }],
+    });
+    const fsm = newFsm();
+    const result = fsm.apply(1, golden);
+    assert.ok(result.ok);
+    const response = result.value as { Results: { KV: { Key: string; Value: Uint8Array | null; Flags: bigint } }[]; Errors: null };
+    assert.equal(response.Errors, null);
+    assert.deepEqual(response.Results.map((r) => [r.KV.Key, r.KV.Value === null ? null : Buffer.from(r.KV.Value).toString(), r.KV.Flags]), [['old/a', null, 7n], ['old/a', 'v1', 7n]]);
+    assert.equal(Buffer.from(fsm.state.read((txn) => kvsGet(txn, 'old/a')).value?.Value ?? []).toString(), 'v1');
+  });
+
+  test('a mixed KV and catalog txn applies at one index; a failing catalog op rolls back the KV ops', () => {
+    const fsm = newFsm();
+    const node = { ID: '', Node: 'n1', Address: '10.0.0.1', Datacenter: 'dc1', TaggedAddresses: {}, Meta: {}, ModifyIndex: 0 };
+    const [applied] = applyAll(fsm, [{
+      type: 'txn',
+      ops: [
+        { KV: { Verb: 'set', DirEnt: { Key: 'k', Value: bytes('v') } } },
+        { Node: { Verb: 'set', Node: node } },
+        { Service: { Verb: 'set', Node: 'n1', Service: { ID: 'web', Service: 'web', Port: 80 } } },
+        { Check: { Verb: 'set', Check: { Node: 'n1', CheckID: 'c', Name: 'c', Status: 'passing', ServiceID: 'web' } } },
+      ],
+    }]);
+    const response = applied as { Results: Record<string, { ModifyIndex: number }>[]; Errors: null };
+    assert.equal(response.Errors, null);
+    assert.deepEqual(response.Results.map((r) => [Object.keys(r)[0], Object.values(r)[0]?.ModifyIndex]), [['KV', 1], ['Node', 1], ['Service', 1], ['Check', 1]]);
+    const before = dumpState(fsm);
+    const [refused] = applyAll(fsm, [{
+      type: 'txn',
+      ops: [
+        { KV: { Verb: 'delete', DirEnt: { Key: 'k' } } },
+        { Node: { Verb: 'delete', Node: node } },
+        { Service: { Verb: 'get', Node: 'n1', Service: { ID: 'web' } } },
+      ],
+    }]);
+    assert.deepEqual(refused, { Results: null, Errors: [{ OpIndex: 2, What: 'service "web" on node "n1" doesn\'t exist' }] });
+    assert.deepEqual(dumpState(fsm), before);
+    assert.equal(fsm.state.read((txn) => nodes(txn)).value.length, 1);
   });
 
   test('indexes must increase', () => {
