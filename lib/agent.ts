@@ -31,6 +31,9 @@ import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRoute } from './http.js';
 import { LeaderRegistration, selfRegistration } from './leader.js';
 import type { Logger } from './log.js';
+import { Membership, type PoolName } from './membership.js';
+import { eventRoutes } from './endpoints_event.js';
+import { decodeUserEvent, encodeUserEvent, matchesTarget, REMOTE_EXEC_EVENT, USER_EVENT_PREFIX, USER_EVENT_VERSION, UserEventLog } from './userevents.js';
 import { Metrics, startRuntimeStats } from './metrics.js';
 import { RaftNode } from './raftnode.js';
 import { RpcServer, type RpcMethod } from './rpc.js';
@@ -64,6 +67,10 @@ export class Agent {
   private raft: RaftNode | undefined;
   private rpc: RpcServer | undefined;
   private discovery: BootstrapDiscovery | undefined;
+  /** The gossip pools (LAN; WAN on servers). */
+  private membership: Membership | undefined;
+  /** The user events this agent received and kept (/v1/event/list). */
+  private readonly userEvents = new UserEventLog();
   private requestShutdown: () => void = () => undefined;
   readonly metrics: Metrics;
   private readonly stopRuntimeStats: () => void;
@@ -103,6 +110,7 @@ export class Agent {
     }
     try {
       if (config.serverMode) await agent.startRaft();
+      await agent.startGossip();
       await agent.startHttp();
     } catch (error) {
       await agent.shutdown();
@@ -133,6 +141,11 @@ export class Agent {
    * to be removed by the leader) comes with the gossip issue.
    */
   async leave(): Promise<void> {
+    await this.transferLeadershipForLeave();
+    await this.membership?.leave();
+  }
+
+  private async transferLeadershipForLeave(): Promise<void> {
     const raft = this.raft;
     if (raft === undefined || !raft.isLeader || raft.peers().length <= 1) return;
     this.logger.info('server starting leave');
@@ -156,6 +169,7 @@ export class Agent {
     this.isShutDown = true;
     this.logger.info('Requesting shutdown');
     await this.discovery?.stop();
+    await this.membership?.close();
     this.sessionTimers?.stop();
     this.leaderRegistration?.stop();
     this.stopRuntimeStats();
@@ -200,13 +214,9 @@ export class Agent {
       this.logger.info('Raft data found, disabling bootstrap mode');
       return;
     }
-    if (config.retryJoinLan.length === 0 && config.bootstrapExpect > 1) {
-      this.logger.warn('bootstrap_expect is set but no -retry-join addresses are: this server waits to be contacted by a leader', { expect: config.bootstrapExpect });
-    }
     this.discovery = BootstrapDiscovery.start({
       self: () => this.serverInfo(),
-      joinAddresses: config.retryJoinLan,
-      defaultPort: config.ports.server,
+      candidates: () => this.membership?.lanServers() ?? [],
       intervalMs: config.retryIntervalLanMs,
       logger: this.logger.named('server'),
       bootstrap: (servers) => raft.bootstrap(servers),
@@ -281,6 +291,35 @@ export class Agent {
     };
   }
 
+  /** Binds the gossip pools and starts the configured joins (Consul's setupSerf and retryJoin). */
+  private async startGossip(): Promise<void> {
+    this.membership = await Membership.start({
+      config: this.config,
+      tags: memberTags(this.config, this.nodeId),
+      logger: this.logger,
+      onUserEvent: (event) => this.onUserEvent(event.name, event.payload, Number(event.lTime)),
+    });
+    this.logger.info('Started gossip', { lan: `${this.config.serfBindAddrLan}:${this.membership.lan.transport.port}`, ...(this.membership.wan ? { wan: `${this.config.serfBindAddrWan}:${this.membership.wan.transport.port}` } : {}) });
+  }
+
+  /** Consul's handleEvents: decode, filter on this node (and its services), keep. */
+  private onUserEvent(name: string, payload: Uint8Array, lTime: number): void {
+    if (!name.startsWith(USER_EVENT_PREFIX)) return;
+    const event = decodeUserEvent(payload, lTime);
+    if (event === undefined) return this.logger.error('Failed to decode event', { name });
+    if (event.Version > USER_EVENT_VERSION) this.logger.warn('Event version may have unsupported features', { version: event.Version, event: event.Name });
+    // Local services come with issue 7: until then a service filter matches nothing here.
+    if (!matchesTarget(event, { nodeName: this.config.nodeName, services: () => new Map() })) return;
+    if (event.Name === REMOTE_EXEC_EVENT) return this.logger.info('ignoring remote exec event, disabled', { id: event.ID });
+    this.logger.debug('new event', { event: event.Name, id: event.ID });
+    this.userEvents.add(event);
+  }
+
+  private requireMembership(): Membership {
+    if (this.membership === undefined) throw new HttpError(500, 'gossip is not running');
+    return this.membership;
+  }
+
   private async startHttp(): Promise<void> {
     const { config } = this;
     if (config.ports.http <= 0) return;
@@ -301,7 +340,17 @@ export class Agent {
   }
 
   private routes(): HttpRoute[] {
-    return [...this.localRoutes(), ...agentRoutes({ config: this.config, nodeId: this.nodeId, metrics: this.metrics, members: () => [this.member()] }), ...this.clusterRoutes()];
+    const members = (pool: PoolName): AgentMember[] | undefined => this.membership?.members(pool);
+    return [
+      ...this.localRoutes(),
+      ...agentRoutes({ config: this.config, nodeId: this.nodeId, metrics: this.metrics, members: () => members('lan') ?? [this.member()], wanMembers: () => members('wan') ?? [] }),
+      ...eventRoutes({
+        datacenter: this.config.datacenter,
+        log: this.userEvents,
+        fire: (event) => this.requireMembership().userEvent(`${USER_EVENT_PREFIX}${event.Name}`, encodeUserEvent(event)),
+      }),
+      ...this.clusterRoutes(),
+    ];
   }
 
   /**
@@ -332,6 +381,32 @@ export class Agent {
       // it knows of no leader and no peers, which Consul reports as "" and [].
       { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: this.raft?.leader() ?? '' }) },
       { path: '/v1/status/peers', methods: ['GET'], handler: () => ({ json: this.raft?.peers() ?? [] }) },
+      // Consul's AgentJoin: 200 with an empty body, or 500 with the join error.
+      {
+        path: '/v1/agent/join/',
+        methods: ['PUT'],
+        handler: async (request) => {
+          const pool: PoolName = (request.query.get('wan') ?? '') !== '' ? 'wan' : 'lan';
+          await this.requireMembership().join(pool, [request.param]).catch((error: unknown) => {
+            throw new HttpError(500, (error as Error).message);
+          });
+          return { text: '' };
+        },
+      },
+      // Consul's AgentForceLeave: a failed (or any) member is marked left; ?prune forgets it.
+      {
+        path: '/v1/agent/force-leave/',
+        methods: ['PUT'],
+        handler: (request) => {
+          const pool: PoolName = (request.query.get('wan') ?? '') !== '' ? 'wan' : 'lan';
+          try {
+            this.requireMembership().forceLeave(pool, request.param, request.query.has('prune'));
+          } catch (error) {
+            throw new HttpError(500, (error as Error).message);
+          }
+          return { text: '' };
+        },
+      },
       // Consul's AgentLeave: leave, then shut down; the command then exits 0.
       {
         path: '/v1/agent/leave',

@@ -1,11 +1,12 @@
-// Finding the peers of a -bootstrap-expect server before gossip exists.
+// Finding the peers of a -bootstrap-expect server.
 //
 // Consul (agent/consul/leader.go maybeBootstrap) waits until serf shows `bootstrap_expect`
 // servers of its datacenter with the same expectation, asks each whether it already has Raft
-// peers, and only if none does calls BootstrapCluster with all of them. Without gossip,
-// consul-ts learns the same facts by polling every -retry-join address (default port: the
-// server port) every -retry-interval with the RPC `ConsulTS.ServerInfo` (lib/rpc.ts), which
-// answers `{ID, Address, Expect, Datacenter, HasState}`. Once it knows `expect` servers
+// peers, and only if none does calls BootstrapCluster with all of them. consul-ts takes the
+// candidate servers from the LAN gossip pool (role `consul`, same datacenter, RPC address from
+// the `port` tag: lib/membership.ts lanServers) and asks each, every -retry-interval, with the
+// RPC `ConsulTS.ServerInfo` (lib/rpc.ts), which answers `{ID, Address, Expect, Datacenter,
+// HasState}` (Consul reads the expectation from the serf tags and asks Status.RaftStats). Once it knows `expect` servers
 // (itself included) with no Raft state, it bootstraps with exactly those servers sorted by ID,
 // so every server proposes the identical configuration (hashicorp BootstrapCluster tolerates
 // several servers bootstrapping the same one). If any server, or this one, already has state,
@@ -21,7 +22,7 @@
 
 import type { Logger } from './log.js';
 import type { MsgpackValue } from './msgpack.js';
-import { RPC_CALL_TIMEOUT_MS, rpcCallOnce, withDefaultPort } from './rpc.js';
+import { RPC_CALL_TIMEOUT_MS, rpcCallOnce } from './rpc.js';
 import type { RaftServer } from './snapshot.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -47,10 +48,8 @@ export type BootstrapDecision =
 export interface DiscoveryOptions {
   /** This server, asked afresh every round (its HasState changes when a leader contacts it). */
   readonly self: () => ServerInfo;
-  /** -retry-join addresses, `host` or `host:port`. */
-  readonly joinAddresses: readonly string[];
-  /** The port for addresses without one (this server's RPC port, 8300 by default). */
-  readonly defaultPort: number;
+  /** The candidate servers' RPC addresses (`ip:port`), asked afresh every round. */
+  readonly candidates: () => readonly string[];
   readonly intervalMs: number;
   readonly logger: Logger;
   /** hashicorp BootstrapCluster; may throw when state appeared meanwhile. */
@@ -64,7 +63,7 @@ export interface DiscoveryOptions {
 
 /** The RPC method, ours (not Consul's): named so no one mistakes it for a Consul endpoint. */
 export const SERVER_INFO_METHOD = 'ConsulTS.ServerInfo';
-/** Addresses polled; more -retry-join entries are ignored (with a warning). */
+/** Candidates asked per round; more are left for later rounds' luck (a datacenter has 3-7 servers). */
 export const DISCOVERY_ADDRESSES_MAX = 64;
 
 // ---------------------------------------------------------------------------------------------
@@ -105,7 +104,6 @@ export function parseServerInfo(value: MsgpackValue): ServerInfo | undefined {
 
 /** Polls the join addresses until it bootstraps or learns that a cluster exists. */
 export class BootstrapDiscovery {
-  private readonly addresses: string[];
   private readonly query: (address: string, timeoutMs: number) => Promise<ServerInfo>;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private round: Promise<void> = Promise.resolve();
@@ -115,16 +113,6 @@ export class BootstrapDiscovery {
   private readonly reportedMismatches = new Set<string>();
 
   private constructor(private readonly options: DiscoveryOptions) {
-    const addresses: string[] = [];
-    for (const address of options.joinAddresses.slice(0, DISCOVERY_ADDRESSES_MAX)) {
-      try {
-        addresses.push(withDefaultPort(address, options.defaultPort));
-      } catch (error) {
-        options.logger.error('invalid retry-join address, ignoring it', { address, error: (error as Error).message });
-      }
-    }
-    if (options.joinAddresses.length > DISCOVERY_ADDRESSES_MAX) options.logger.warn('too many retry-join addresses, polling only the first', { limit: DISCOVERY_ADDRESSES_MAX });
-    this.addresses = addresses;
     this.query = options.query ?? queryServerInfo;
   }
 
@@ -132,7 +120,7 @@ export class BootstrapDiscovery {
   static start(options: DiscoveryOptions): BootstrapDiscovery {
     const discovery = new BootstrapDiscovery(options);
     const self = options.self();
-    options.logger.info('looking for bootstrap_expect peers', { expect: self.Expect, addresses: discovery.addresses.join(','), interval: `${options.intervalMs}ms` });
+    options.logger.info('looking for bootstrap_expect peers among the LAN servers', { expect: self.Expect, interval: `${options.intervalMs}ms` });
     discovery.schedule(0);
     return discovery;
   }
@@ -171,7 +159,7 @@ export class BootstrapDiscovery {
     const timeoutMs = Math.min(RPC_CALL_TIMEOUT_MS, Math.max(this.options.intervalMs, 1000));
     const self = this.options.self();
     const selfAddress = self.Address;
-    const targets = this.addresses.filter((address) => address !== selfAddress);
+    const targets = [...new Set(this.options.candidates())].filter((address) => address !== selfAddress).slice(0, DISCOVERY_ADDRESSES_MAX);
     const replies = await Promise.all(
       targets.map((address) =>
         this.query(address, timeoutMs).then(

@@ -8,7 +8,7 @@ import { loadConfig, NODE_HOST, type RuntimeConfig } from '../lib/config.js';
 import { kvsGet } from '../lib/kvs.js';
 import { createLogger, MemorySink } from '../lib/log.js';
 import { CONSUL_VERSION } from '../lib/version.js';
-import { freePort, httpRequest, waitFor } from './support.js';
+import { freePort, gossipPortArgs, httpRequest, waitFor } from './support.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-agent-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -17,7 +17,7 @@ const host = { ...NODE_HOST, hostname: () => 'agent-test' };
 async function configFor(args: string[]): Promise<RuntimeConfig> {
   const port = await freePort();
   const serverPort = await freePort();
-  return loadConfig([...args, '-http-port', String(port), '-server-port', String(serverPort), '-dns-port', '-1'], host).config;
+  return loadConfig([...args, '-http-port', String(port), '-server-port', String(serverPort), ...(await gossipPortArgs()), '-dns-port', '-1'], host).config;
 }
 
 async function withAgent<T>(config: RuntimeConfig, use: (agent: Agent, port: number) => Promise<T>, sink = new MemorySink()): Promise<T> {
@@ -50,7 +50,7 @@ describe('the dev agent\'s endpoints', () => {
       assert.deepEqual(self.Coord, { Vec: [0, 0, 0, 0, 0, 0, 0, 0], Error: 1.5, Adjustment: 0, Height: 1e-5 });
       assert.equal(self.Member.Name, 'n1');
       assert.equal(self.Member.Addr, '127.0.0.1');
-      assert.equal(self.Member.Port, 8301);
+      assert.equal(self.Member.Port, config.ports.serfLan);
       assert.equal(self.Member.Status, 1);
       assert.equal(self.Member.Tags.role, 'consul');
       assert.equal(self.Member.Tags.id, agent.nodeId);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Consul from 'consul';
-import { freePort, httpRequest, waitFor } from './support.js';
+import { freePort, gossipPortArgs, httpRequest, waitFor } from './support.js';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-clients-'));
@@ -26,7 +26,7 @@ before(async () => {
   const build = spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'scripts', 'build.ts'), join(scratch, 'build')], { cwd: projectRoot, encoding: 'utf8' });
   assert.equal(build.status, 0, `build failed:\n${build.stdout}\n${build.stderr}`);
   httpPort = await freePort();
-  const args = ['-dev', '-node', 'clients-test', '-http-port', String(httpPort), '-server-port', String(await freePort()), '-dns-port', '-1', '-log-level', 'warn'];
+  const args = ['-dev', '-node', 'clients-test', '-http-port', String(httpPort), '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-dns-port', '-1', '-log-level', 'warn'];
   agent = spawn(process.execPath, [join(scratch, 'build', 'bin', 'agent.js'), ...args], { cwd: scratch, stdio: ['ignore', 'pipe', 'pipe'] });
   agent.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   agent.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -140,16 +140,18 @@ class Writer {
 test('kill -9 of the leader under write load loses no acknowledged write; the restarted server catches up by snapshot', { timeout: 60_000 }, async () => {
   const tuning = join(scratch, 'tuning.json');
   writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, raft_snapshot_threshold: SNAPSHOT_THRESHOLD, raft_snapshot_interval: '100ms', raft_trailing_logs: TRAILING_LOGS }));
-  const ports = await Promise.all([0, 1, 2].map(async () => ({ http: await freePort(), server: await freePort() })));
+  const ports = await Promise.all([0, 1, 2].map(async () => ({ http: await freePort(), server: await freePort(), serfLan: await freePort(), serfWan: await freePort() })));
   const addresses = ports.map(({ server }) => `127.0.0.1:${server}`);
+  // -retry-join names serf LAN addresses, as in Consul.
+  const joinAddresses = ports.map(({ serfLan }) => `127.0.0.1:${serfLan}`);
   const servers: Server[] = ports.map((port, i) => ({
     name: `s${i}`,
     address: addresses[i]!,
     args: [
       '-server', '-bootstrap-expect=3',
-      ...addresses.filter((_, j) => j !== i).flatMap((address) => ['-retry-join', address]),
+      ...joinAddresses.filter((_, j) => j !== i).flatMap((address) => ['-retry-join', address]),
       '-retry-interval', '200ms', '-data-dir', join(scratch, `s${i}`), '-bind', '127.0.0.1', '-node', `s${i}`,
-      '-config-file', tuning, '-http-port', String(port.http), '-server-port', String(port.server), '-dns-port', '-1',
+      '-config-file', tuning, '-http-port', String(port.http), '-server-port', String(port.server), '-serf-lan-port', String(port.serfLan), '-serf-wan-port', String(port.serfWan), '-dns-port', '-1',
     ],
     child: undefined,
     output: '',

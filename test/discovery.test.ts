@@ -56,8 +56,7 @@ describe('bootstrap_expect decision', () => {
     const bootstraps: (readonly RaftServer[])[] = [];
     const discovery = BootstrapDiscovery.start({
       self: () => info('1'),
-      joinAddresses: ['10.0.0.2', '10.0.0.3:8300', '10.0.0.1'],
-      defaultPort: 8300,
+      candidates: () => ['10.0.0.2:8300', '10.0.0.3:8300', '10.0.0.1:8300'],
       intervalMs: 5,
       logger,
       bootstrap: (servers) => bootstraps.push(servers),
@@ -87,14 +86,16 @@ describe('three servers started with -bootstrap-expect=3', () => {
   test('find each other over -retry-join, bootstrap one cluster and replicate a write', async () => {
     const tuning = join(scratch, 'fast-raft.json');
     writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 } }));
-    const ports = await Promise.all([0, 1, 2].map(async () => ({ http: await freePort(), server: await freePort() })));
+    const ports = await Promise.all([0, 1, 2].map(async () => ({ http: await freePort(), server: await freePort(), serfLan: await freePort(), serfWan: await freePort() })));
     const addresses = ports.map(({ server }) => `127.0.0.1:${server}`);
+    // -retry-join names serf LAN addresses, as in Consul; the servers find each other's RPC ports in the gossip tags.
+    const joinAddresses = ports.map(({ serfLan }) => `127.0.0.1:${serfLan}`);
     const agents: Agent[] = [];
     try {
       for (const [i, port] of ports.entries()) {
-        const joins = addresses.filter((_, j) => j !== i).flatMap((address) => ['-retry-join', address]);
+        const joins = joinAddresses.filter((_, j) => j !== i).flatMap((address) => ['-retry-join', address]);
         const args = ['-server', '-bootstrap-expect=3', ...joins, '-retry-interval', '100ms', '-data-dir', join(scratch, `s${i}`), '-bind', '127.0.0.1', '-node', `s${i}`];
-        const config = loadConfig([...args, '-config-file', tuning, '-http-port', String(port.http), '-server-port', String(port.server), '-dns-port', '-1'], { ...NODE_HOST, hostname: () => `s${i}` }).config;
+        const config = loadConfig([...args, '-config-file', tuning, '-http-port', String(port.http), '-server-port', String(port.server), '-serf-lan-port', String(port.serfLan), '-serf-wan-port', String(port.serfWan), '-dns-port', '-1'], { ...NODE_HOST, hostname: () => `s${i}` }).config;
         agents.push(await Agent.start({ config, logger: createLogger({ level: 'info', json: false, nowMs: () => 0, sink: new MemorySink() }) }));
       }
       const leader = await waitFor(

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CONSUL_TS_VERSION } from '../lib/version.js';
-import { freePort, httpRequest, waitFor } from './support.js';
+import { freePort, gossipPortArgs, httpRequest, waitFor } from './support.js';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-release-'));
@@ -97,7 +97,7 @@ describe('package', () => {
 describe('the copied release', () => {
   test('runs `node bin/agent.js -dev`, serves /v1/agent/self, and on SIGTERM stops without leaving (exit 1, as Consul)', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-node', 'release-test', '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-node', 'release-test', '-http-port', String(port), '-dns-port', '-1']);
     try {
       const reply = await waitFor('the agent to answer', async () => {
         const answer = await httpRequest(port, 'GET', '/v1/agent/self');
@@ -126,7 +126,7 @@ describe('the copied release', () => {
     const port = await freePort();
     const configFile = join(mkdtempSync(join(tmpdir(), 'release-leave-')), 'leave.json');
     writeFileSync(configFile, JSON.stringify({ skip_leave_on_interrupt: false }));
-    const agent = startAgent(['-dev', '-config-file', configFile, '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-config-file', configFile, '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/leader')).status === 200 ? true : undefined));
     } finally {
@@ -140,7 +140,7 @@ describe('the copied release', () => {
 
   test('PUT /v1/agent/leave answers 200, shuts the agent down and exits 0', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/leader')).status === 200 ? true : undefined));
       const reply = await httpRequest(port, 'PUT', '/v1/agent/leave');
@@ -155,7 +155,7 @@ describe('the copied release', () => {
   test('a persistent single server (-server -bootstrap -data-dir) keeps KV writes across a restart', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'release-persist-'));
     const port = await freePort();
-    const args = ['-server', '-bootstrap', '-data-dir', dataDir, '-bind', '127.0.0.1', '-http-port', String(port), '-server-port', String(await freePort()), '-serf-lan-port', String(await freePort()), '-serf-wan-port', String(await freePort()), '-dns-port', '-1'];
+    const args = ['-server', '-bootstrap', '-data-dir', dataDir, '-bind', '127.0.0.1', '-http-port', String(port), '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-dns-port', '-1'];
     const leads = async (): Promise<true | undefined> => ((await httpRequest(port, 'GET', '/v1/status/leader').catch(() => undefined))?.body.startsWith('"127.0.0.1') ? true : undefined);
     const first = startAgent(args);
     try {
@@ -181,7 +181,7 @@ describe('the copied release', () => {
 
   test('-log-json writes only JSON lines and no banner', async () => {
     const port = await freePort();
-    const agent = startAgent(['-dev', '-server-port', String(await freePort()), '-log-json', '-http-port', String(port), '-dns-port', '-1']);
+    const agent = startAgent(['-dev', '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-log-json', '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the agent to answer', async () => ((await httpRequest(port, 'GET', '/v1/status/peers')).status === 200 ? true : undefined));
     } finally {
@@ -198,7 +198,7 @@ describe('the copied release', () => {
   });
 
   test('bad configuration exits 1 before binding anything, with Consul\'s message', async () => {
-    const finished = await startAgent(['-dev', '-server-port', String(await freePort()), '-foo']).finished;
+    const finished = await startAgent(['-dev', '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-foo']).finished;
     assert.equal(finished.code, 1);
     assert.equal(finished.stderr, '==> error parsing flags: flag provided but not defined: -foo\n');
     assert.equal(finished.stdout, '');
@@ -209,10 +209,10 @@ describe('the copied release', () => {
 
   test('a port in use fails the start with exit code 1', async () => {
     const port = await freePort();
-    const first = startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']);
+    const first = startAgent(['-dev', '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-http-port', String(port), '-dns-port', '-1']);
     try {
       await waitFor('the first agent', async () => ((await httpRequest(port, 'GET', '/v1/status/peers')).status === 200 ? true : undefined));
-      const second = await startAgent(['-dev', '-server-port', String(await freePort()), '-http-port', String(port), '-dns-port', '-1']).finished;
+      const second = await startAgent(['-dev', '-server-port', String(await freePort()), ...(await gossipPortArgs()), '-http-port', String(port), '-dns-port', '-1']).finished;
       assert.equal(second.code, 1);
       assert.match(second.stdout, /\[ERROR\] agent: Error starting agent: error=".*EADDRINUSE/);
     } finally {

@@ -18,6 +18,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** `-serf-lan-port` and `-serf-wan-port` flags with free ports, so test agents never share 8301/8302. */
+export async function gossipPortArgs(): Promise<string[]> {
+  return ['-serf-lan-port', String(await freePort()), '-serf-wan-port', String(await freePort())];
+}
+
 /** Polls `condition` until it returns a value other than undefined, or fails after the deadline. */
 export async function waitFor<T>(what: string, condition: () => Promise<T | undefined> | T | undefined, deadlineMs = 10_000): Promise<T> {
   const giveUpAt = Date.now() + deadlineMs;
