@@ -3,9 +3,8 @@
 //
 // Reference: Consul agent/event_endpoint.go (EventFire, EventList), agent/http.go (parseWait).
 
-import { NANOS_PER_MILLI, parseDuration } from './duration.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { NO_PATH_TO_DATACENTER_TEXT } from './query.js';
+import { NO_PATH_TO_DATACENTER_TEXT, parseWait } from './query.js';
 import { newUserEvent, userEventIndex, userEventProblem, type UserEvent, type UserEventLog } from './userevents.js';
 
 export interface EventEndpointDeps {
@@ -38,7 +37,10 @@ function fireEvent(deps: EventEndpointDeps, request: HttpRequest): HttpResponse 
 }
 
 async function listEvents(deps: EventEndpointDeps, request: HttpRequest): Promise<HttpResponse> {
-  const { minIndex, waitMs } = parseWait(request);
+  const { index: requested, waitMs: askedMs } = parseWait(request.query);
+  // Consul's EventList: without ?wait a blocking call waits maxQueryTime; never longer.
+  const waitMs = askedMs > 0 ? Math.min(askedMs, EVENT_LIST_WAIT_MS_MAX) : EVENT_LIST_WAIT_MS_MAX;
+  const minIndex = requested === 0n ? '' : requested.toString();
   const name = request.query.get('name') ?? '';
   const deadline = Date.now() + waitMs;
   for (;;) {
@@ -50,23 +52,6 @@ async function listEvents(deps: EventEndpointDeps, request: HttpRequest): Promis
     }
     await deps.log.waitForNext(deadline - Date.now(), request.signal);
   }
-}
-
-/** Consul's parseWait: ?wait (a Go duration, at most 10m; 10m when blocking without one) and ?index. */
-function parseWait(request: HttpRequest): { minIndex: string; waitMs: number } {
-  const waitText = request.query.get('wait') ?? '';
-  let waitMs = 0;
-  if (waitText !== '') {
-    try {
-      waitMs = parseDuration(waitText) / NANOS_PER_MILLI;
-    } catch {
-      throw new HttpError(400, 'Invalid wait time');
-    }
-  }
-  const indexText = request.query.get('index') ?? '';
-  if (indexText !== '' && (!/^[0-9]+$/.test(indexText) || BigInt(indexText) > (1n << 64n) - 1n)) throw new HttpError(400, 'Invalid index');
-  const minIndex = indexText === '' || BigInt(indexText) === 0n ? '' : BigInt(indexText).toString();
-  return { minIndex, waitMs: waitMs > 0 ? Math.min(waitMs, EVENT_LIST_WAIT_MS_MAX) : EVENT_LIST_WAIT_MS_MAX };
 }
 
 function eventJson(event: UserEvent): Record<string, unknown> {

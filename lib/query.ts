@@ -144,6 +144,22 @@ export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): Quer
   const filter = query.get('filter') ?? '';
   const { consistency, maxStaleMs } = parseConsistency(query);
   checkCacheControl(request.header('cache-control') ?? '');
+  const { waitMs, index } = parseWait(query);
+  return {
+    minQueryIndex: Number(index),
+    maxQueryTimeMs: effectiveWaitMs(waitMs, ctx),
+    consistency,
+    maxStaleMs,
+    filter,
+    token: request.token,
+  };
+}
+
+/**
+ * Consul's parseWait: ?wait as a Go duration in ms (0 when absent) and ?index as an exact uint64
+ * (0n when absent). Throws HttpError 400 "Invalid wait time" / "Invalid index".
+ */
+export function parseWait(query: URLSearchParams): { waitMs: number; index: bigint } {
   const waitText = query.get('wait') ?? '';
   let waitMs = 0;
   if (waitText !== '') {
@@ -155,19 +171,9 @@ export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): Quer
     }
   }
   const indexText = query.get('index') ?? '';
-  let minQueryIndex = 0;
-  if (indexText !== '') {
-    if (!/^[0-9]+$/.test(indexText) || BigInt(indexText) > UINT64_MAX) throw new HttpError(400, 'Invalid index');
-    minQueryIndex = Number(indexText);
-  }
-  return {
-    minQueryIndex,
-    maxQueryTimeMs: effectiveWaitMs(waitMs, ctx),
-    consistency,
-    maxStaleMs,
-    filter,
-    token: request.token,
-  };
+  if (indexText === '') return { waitMs, index: 0n };
+  if (!/^[0-9]+$/.test(indexText) || BigInt(indexText) > UINT64_MAX) throw new HttpError(400, 'Invalid index');
+  return { waitMs, index: BigInt(indexText) };
 }
 
 /** Throws HttpError(500, 'No path to datacenter') unless ?dc is absent, empty or the local one. */
