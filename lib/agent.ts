@@ -12,13 +12,14 @@
 // agent/agent_endpoint.go (AgentSelf), agent/status_endpoint.go.
 
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { arch, availableParallelism, hostname, platform } from 'node:os';
 import { join } from 'node:path';
 import type { RuntimeConfig } from './config.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
 import { encodeCommand, Fsm, type ApplyResult, type Command } from './fsm.js';
 import { BootstrapDiscovery, SERVER_INFO_METHOD, type ServerInfo } from './discovery.js';
+import { writeFileDurably } from './disk.js';
 import type { EndpointDeps } from './endpoints.js';
 import { agentRoutes, localMember, nodeTaggedAddresses, type AgentMember } from './endpoints_agent.js';
 import { catalogRoutes } from './endpoints_catalog.js';
@@ -28,10 +29,12 @@ import { operatorRoutes } from './endpoints_operator.js';
 import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
-import { HttpError, listenHttp, type HttpListener, type HttpRoute } from './http.js';
+import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LeaderRegistration, selfRegistration } from './leader.js';
 import type { Logger } from './log.js';
-import { Membership, type PoolName } from './membership.js';
+import { keyringErrorText, Membership, type PoolName } from './membership.js';
+import { decodeJsonBody } from './endpoints.js';
+import type { KeyOperation } from './serfquery.js';
 import { eventRoutes } from './endpoints_event.js';
 import { decodeUserEvent, encodeUserEvent, matchesTarget, REMOTE_EXEC_EVENT, USER_EVENT_PREFIX, USER_EVENT_VERSION, UserEventLog } from './userevents.js';
 import { Metrics, startRuntimeStats } from './metrics.js';
@@ -302,6 +305,40 @@ export class Agent {
     this.logger.info('Started gossip', { lan: `${this.config.serfBindAddrLan}:${this.membership.lan.transport.port}`, ...(this.membership.wan ? { wan: `${this.config.serfBindAddrWan}:${this.membership.wan.transport.port}` } : {}) });
   }
 
+  /** /v1/operator/keyring: serf's key queries over the pools, Consul's answers and errors. */
+  private async keyring(request: HttpRequest): Promise<HttpResponse> {
+    const { method, query } = request;
+    let key = '';
+    if (method !== 'GET') {
+      const body = decodeJsonBody(request) as { Key?: unknown } | null;
+      const given = body !== null && typeof body === 'object' ? Object.entries(body).find(([name]) => name.toLowerCase() === 'key')?.[1] : undefined;
+      if (given !== undefined && typeof given !== 'string') throw new HttpError(400, 'Request decode failed: json: cannot unmarshal into Go struct field keyringArgs.Key of type string');
+      key = given ?? '';
+    }
+    let relayFactor = 0;
+    const relayText = query.get('relay-factor') ?? '';
+    if (relayText !== '') {
+      if (!/^-?\d+$/.test(relayText)) throw new HttpError(400, `Error parsing relay factor: strconv.Atoi: parsing ${JSON.stringify(relayText)}: invalid syntax`);
+      relayFactor = Number(relayText);
+      if (relayFactor < 0 || relayFactor > 5) throw new HttpError(400, 'Invalid relay-factor: relay factor must be in range: [0, 5]');
+    }
+    const localOnlyText = query.get('local-only') ?? '';
+    const isLocalOnly = /^(1|t|T|TRUE|true|True)$/.test(localOnlyText);
+    if (localOnlyText !== '' && !isLocalOnly && !/^(0|f|F|FALSE|false|False)$/.test(localOnlyText)) throw new HttpError(400, `Error parsing local-only: strconv.ParseBool: parsing ${JSON.stringify(localOnlyText)}: invalid syntax`);
+    if (isLocalOnly && method !== 'GET') throw new HttpError(400, 'Invalid use of local-only: local-only can only be set for GET requests');
+    const membership = this.requireMembership();
+    const operations: Record<string, KeyOperation> = { GET: 'list-keys', POST: 'install-key', PUT: 'use-key', DELETE: 'remove-key' };
+    let responses;
+    try {
+      responses = isLocalOnly ? membership.localKeyring() : await membership.keyringOperation(operations[method]!, key, relayFactor);
+    } catch (error) {
+      throw new HttpError(500, (error as Error).message);
+    }
+    const errors = keyringErrorText(responses);
+    if (errors !== undefined) throw new HttpError(500, errors);
+    return method === 'GET' ? { json: responses } : { text: '' };
+  }
+
   /** Consul's handleEvents: decode, filter on this node (and its services), keep. */
   private onUserEvent(name: string, payload: Uint8Array, lTime: number): void {
     if (!name.startsWith(USER_EVENT_PREFIX)) return;
@@ -407,6 +444,8 @@ export class Agent {
           return { text: '' };
         },
       },
+      // Consul's OperatorKeyringEndpoint: list (GET), install (POST), use (PUT), remove (DELETE).
+      { path: '/v1/operator/keyring', methods: ['GET', 'POST', 'PUT', 'DELETE'], handler: (request) => this.keyring(request) },
       // Consul's AgentLeave: leave, then shut down; the command then exits 0.
       {
         path: '/v1/agent/leave',
@@ -518,25 +557,6 @@ function readOptional(path: string): string | undefined {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
-  }
-}
-
-/** Writes a small file atomically: temp file, fsync, rename, fsync of the directory. */
-function writeFileDurably(path: string, contents: string): void {
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, 'w', 0o600);
-  try {
-    writeSync(fd, contents);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const directory = openSync(join(path, '..'), 'r');
-  try {
-    fsyncSync(directory);
-  } finally {
-    closeSync(directory);
   }
 }
 

@@ -17,7 +17,7 @@
 // Reference: TigerBeetle's simulated storage; "Files are hard" (Pillai et al., OSDI 2014) for
 // why directory fsyncs matter.
 
-import { constants as fsConstants, fdatasyncSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fdatasyncSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { posix } from 'node:path';
 import { seededRng } from './rng.js';
@@ -510,4 +510,23 @@ function fsError(code: string, message: string): Error {
 
 function errorCode(error: unknown): unknown {
   return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
+/** Writes a small file atomically: temp file, fsync, rename, fsync of the directory. */
+export function writeFileDurably(path: string, contents: string): void {
+  const temporary = `${path}.tmp`;
+  const fd = openSync(temporary, 'w', 0o600);
+  try {
+    writeSync(fd, contents);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+  const directory = openSync(posix.dirname(path), 'r');
+  try {
+    fsyncSync(directory);
+  } finally {
+    closeSync(directory);
+  }
 }

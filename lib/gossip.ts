@@ -316,6 +316,11 @@ export class GossipTransport {
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 
+/** hashicorp/go-multierror's text for a list of errors, as Consul prints joins' and keyrings'. */
+export function multiErrorText(errors: readonly string[]): string {
+  return `${errors.length} error${errors.length === 1 ? '' : 's'} occurred:\n${errors.map((error) => `\t* ${error}`).join('\n')}\n\n`;
+}
+
 /** A socket's peer as memberlist carries addresses: 4 bytes for IPv4, 16 for IPv6. */
 export function swimAddress(host: string, port: number): SwimAddress | undefined {
   const mapped = host.startsWith('::ffff:') && isIPv4(host.slice(7)) ? host.slice(7) : host;
@@ -452,7 +457,7 @@ export class SerfPool {
       const text = `${addressText(address.addr) ?? '?'}:${address.port}`;
       return `Failed to join ${text}: ${this.transport.lastStreamErrors.get(text) ?? 'no answer'}`;
     });
-    throw new Error(`${failures.length} error${failures.length === 1 ? '' : 's'} occurred:\n${failures.map((failure) => `\t* ${failure}`).join('\n')}\n\n`);
+    throw new Error(multiErrorText(failures));
   }
 
   /** Starts serf's graceful leave; resolves when it is done (or failed) or after deadlineMs. */

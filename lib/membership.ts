@@ -12,23 +12,33 @@
 // `consul` in our datacenter), joins and force-leaves on request, a graceful leave, and every
 // member event (join, leave, failed, update, reap) through onMemberEvent for the cluster layer.
 //
-// Not here: gossip keyring persistence and rotation (`<data-dir>/serf/local.keyring`, /v1/
-// operator/keyring), serf snapshots and -rejoin, network segments, cloud auto-join
-// (`provider=...` addresses are refused). User events are handed out (onUserEvent) to
+// The gossip keyring lives in `<data-dir>/serf/local.keyring` (LAN) and `remote.keyring` (WAN),
+// a JSON list of base64 keys, primary first, as Consul keeps it: created from `encrypt` on first
+// start, preferred over `encrypt` afterwards (Consul warns and uses the file), and rewritten
+// (fsync, rename) whenever a key query changes it. keyringOperation runs serf's key queries
+// (install, use, remove, list) on the pools, WAN first, and tallies the answers as Consul's
+// KeyringResponse.
+//
+// Not here: serf snapshots and -rejoin, network segments, cloud auto-join (`provider=...`
+// addresses are refused). User events are handed out (onUserEvent) to
 // lib/userevents.ts.
 //
 // References: Consul agent/retry_join.go (retryJoiner), agent/agent.go (JoinLAN, JoinWAN,
 // ForceLeave, LANMembers), agent/consul/server_serf.go and client_serf.go (setupSerf).
 
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import type { RuntimeConfig } from './config.js';
+import { writeFileDurably } from './disk.js';
 import type { AgentMember } from './endpoints_agent.js';
 import { Keyring, parseGossipKey } from './gossipcrypto.js';
-import { addressText, SerfPool, swimAddress } from './gossip.js';
+import { addressText, multiErrorText, SerfPool, swimAddress } from './gossip.js';
 import type { Logger } from './log.js';
 import { withDefaultPort } from './rpc.js';
-import type { SerfEvent } from './serf.js';
+import { SerfError, type SerfEvent } from './serf.js';
+import { isKeyQueryComplete, summarizeKeyResponses, type KeyOperation } from './serfquery.js';
 import type { SerfMember } from './serfwire.js';
 import type { SwimAddress } from './swim.js';
 
@@ -55,6 +65,40 @@ export interface MembershipOptions {
 export const JOIN_DEADLINE_MS = 10_000;
 /** A graceful leave waits at most this long for serf (broadcast timeout + propagate delay, with room). */
 export const LEAVE_DEADLINE_MS = 15_000;
+/** How often a key operation looks at its query's answers. */
+const KEY_QUERY_POLL_MS = 20;
+/** Consul's keyring file names under `<data-dir>/serf`. */
+export const LAN_KEYRING_FILE = 'local.keyring';
+export const WAN_KEYRING_FILE = 'remote.keyring';
+
+/** Consul's keyringErrorsOrNil: the multierror text of the pools' errors, or undefined. */
+export function keyringErrorText(responses: readonly KeyringResponse[]): string | undefined {
+  const errors: string[] = [];
+  for (const response of responses) {
+    if (response.Error === '') continue;
+    errors.push(`${response.WAN ? 'WAN' : `${response.Datacenter} (LAN)`} error: ${response.Error}`);
+    for (const [node, message] of Object.entries(response.Messages)) errors.push(`${node}: ${message}`);
+  }
+  return errors.length === 0 ? undefined : multiErrorText(errors);
+}
+
+/** The keys this agent holds, as a one-node list answer (?local-only=true). */
+export function localKeyringResponse(keyring: Keyring, datacenter: string): KeyringResponse {
+  const keys = keyring.listKeys();
+  return { WAN: false, Datacenter: datacenter, Segment: '', Messages: {}, Keys: Object.fromEntries(keys.map((key) => [key, 1])), PrimaryKeys: keys.length === 0 ? {} : { [keys[0]!]: 1 }, NumNodes: 1, Error: '' };
+}
+
+/** Consul's KeyringResponse (structs.KeyringResponse) for one pool. */
+export interface KeyringResponse {
+  readonly WAN: boolean;
+  readonly Datacenter: string;
+  readonly Segment: string;
+  readonly Messages: Record<string, string>;
+  readonly Keys: Record<string, number>;
+  readonly PrimaryKeys: Record<string, number>;
+  readonly NumNodes: number;
+  readonly Error: string;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Exported API
@@ -67,12 +111,50 @@ export class Membership {
     private readonly options: MembershipOptions,
     readonly lan: SerfPool,
     readonly wan: SerfPool | undefined,
+    private readonly keyrings: { readonly lan: Keyring | undefined; readonly wan: Keyring | undefined },
   ) {}
+
+  /** `?local-only=true`: this agent's own LAN keys, without asking the pool. */
+  localKeyring(): KeyringResponse[] {
+    if (this.keyrings.lan === undefined) throw new Error('Gossip encryption not enabled');
+    return [localKeyringResponse(this.keyrings.lan, this.options.config.datacenter)];
+  }
+
+  /**
+   * Consul's keyring operations (`consul keyring`, /v1/operator/keyring): serf's key query on
+   * each pool (WAN first, as Consul answers), each answered when every member replied or the
+   * query timed out. Throws Consul's error when gossip encryption is off.
+   */
+  async keyringOperation(op: KeyOperation, keyBase64: string, relayFactor: number): Promise<KeyringResponse[]> {
+    if (this.keyrings.lan === undefined) throw new Error('Gossip encryption not enabled');
+    const pools: [SerfPool, boolean][] = [...(this.wan !== undefined ? [[this.wan, true] as [SerfPool, boolean]] : []), [this.lan, false]];
+    const responses: KeyringResponse[] = [];
+    for (const [pool, isWan] of pools) {
+      const collector = pool.transport.run((nowMs) => pool.serf.keyQuery(op, keyBase64, nowMs, relayFactor));
+      const base = { WAN: isWan, Datacenter: this.options.config.datacenter, Segment: '' };
+      if (collector instanceof SerfError) {
+        responses.push({ ...base, Messages: {}, Keys: {}, PrimaryKeys: {}, NumNodes: 0, Error: collector.message });
+        continue;
+      }
+      while (!isKeyQueryComplete(collector, Date.now())) await new Promise((resolveWait) => setTimeout(resolveWait, KEY_QUERY_POLL_MS));
+      const tally = summarizeKeyResponses(collector);
+      responses.push({
+        ...base,
+        Messages: Object.fromEntries(tally.messages),
+        Keys: Object.fromEntries(tally.keys),
+        PrimaryKeys: Object.fromEntries(tally.primaryKeys),
+        NumNodes: tally.numNodes,
+        Error: tally.error ?? '',
+      });
+    }
+    return responses;
+  }
 
   /** Binds the pools and starts the configured joins. Rejects with the bind error. */
   static async start(options: MembershipOptions): Promise<Membership> {
     const { config, logger } = options;
-    const keyring = gossipKeyring(config.encryptKey);
+    const lanKeyring = loadKeyring(config, LAN_KEYRING_FILE, logger);
+    const wanKeyring = config.serverMode ? loadKeyring(config, WAN_KEYRING_FILE, logger) : undefined;
     const events = { lan: [] as SerfEvent[], wan: [] as SerfEvent[] };
     let membership: Membership | undefined;
     const onEvent = (pool: PoolName) => (event: SerfEvent): void => {
@@ -81,21 +163,21 @@ export class Membership {
     };
     const lan = await SerfPool.start({
       bindHost: config.serfBindAddrLan, port: config.ports.serfLan, advertiseHost: config.advertiseAddrLan,
-      nodeName: config.nodeName, tags: new Map(Object.entries(options.tags)), pool: 'lan', keyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('lan'), onEvent: onEvent('lan'),
+      nodeName: config.nodeName, tags: new Map(Object.entries(options.tags)), pool: 'lan', keyring: lanKeyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('lan'), onEvent: onEvent('lan'),
     });
     let wan: SerfPool | undefined;
     try {
       if (config.serverMode && config.ports.serfWan > 0) {
         wan = await SerfPool.start({
           bindHost: config.serfBindAddrWan, port: config.ports.serfWan, advertiseHost: config.advertiseAddrWan,
-          nodeName: `${config.nodeName}.${config.datacenter}`, tags: new Map(Object.entries(options.tags)), pool: 'wan', keyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('wan'), onEvent: onEvent('wan'),
+          nodeName: `${config.nodeName}.${config.datacenter}`, tags: new Map(Object.entries(options.tags)), pool: 'wan', keyring: wanKeyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('wan'), onEvent: onEvent('wan'),
         });
       }
     } catch (error) {
       await lan.close();
       throw error;
     }
-    membership = new Membership(options, lan, wan);
+    membership = new Membership(options, lan, wan, { lan: lanKeyring, wan: wanKeyring });
     for (const pool of ['lan', 'wan'] as const) for (const event of events[pool]) membership.onEvent(pool, event);
     membership.retryJoin('lan', config.retryJoinLan, config.retryIntervalLanMs, config.retryMaxAttemptsLan);
     if (wan !== undefined) membership.retryJoin('wan', config.retryJoinWan, config.retryIntervalWanMs, config.retryMaxAttemptsWan);
@@ -156,10 +238,23 @@ export class Membership {
 
   private onEvent(pool: PoolName, event: SerfEvent): void {
     if (event.kind === 'user' && pool === 'lan') return this.options.onUserEvent?.(event);
+    if (event.kind === 'keyring-changed') return this.persistKeyring(pool);
     if (event.kind !== 'member') return;
     const { logger } = this.options;
     for (const member of event.members) logger.info(`serf: ${EVENT_LOG_NAMES[event.type]}`, { member: member.name, address: addressText(member.addr) ?? '', pool });
     this.options.onMemberEvent?.(pool, event);
+  }
+
+  /** Writes the pool's keyring file after a key query changed the keyring (no file in -dev). */
+  private persistKeyring(pool: PoolName): void {
+    const keyring = this.keyrings[pool];
+    const path = keyringPath(this.options.config, pool === 'lan' ? LAN_KEYRING_FILE : WAN_KEYRING_FILE);
+    if (keyring === undefined || path === undefined) return;
+    try {
+      writeFileDurably(path, JSON.stringify(keyring.listKeys()));
+    } catch (error) {
+      this.options.logger.error('failed to persist the gossip keyring', { path, error: (error as Error).message });
+    }
   }
 
   /** Consul's retryJoiner: join now, and every interval until one address answers. */
@@ -224,10 +319,44 @@ const EVENT_LOG_NAMES: Record<Extract<SerfEvent, { kind: 'member' }>['type'], st
   'member-reap': 'EventMemberReap',
 };
 
-function gossipKeyring(encryptKey: string): Keyring | undefined {
-  if (encryptKey === '') return undefined;
-  const key = parseGossipKey(encryptKey);
+/** `<data-dir>/serf/<file>`, or undefined in -dev or without a data dir (the keyring stays in memory). */
+function keyringPath(config: RuntimeConfig, file: string): string | undefined {
+  if (config.devMode || config.dataDir === '') return undefined;
+  return join(config.dataDir, 'serf', file);
+}
+
+/**
+ * The pool's keyring: the keyring file when there is one (Consul prefers it to `encrypt`), else
+ * `encrypt` (written to the file for the next start), else none (encryption off).
+ */
+function loadKeyring(config: RuntimeConfig, file: string, logger: Logger): Keyring | undefined {
+  const path = keyringPath(config, file);
+  if (path !== undefined && existsSync(path)) {
+    const keys = parseKeyringFile(readFileSync(path, 'utf8'), path);
+    if (config.encryptKey !== '') logger.warn(`${file === LAN_KEYRING_FILE ? 'LAN' : 'WAN'} keyring exists but -encrypt given, using keyring`);
+    return new Keyring(keys, keys[0]);
+  }
+  if (config.encryptKey === '') return undefined;
+  const key = parseGossipKey(config.encryptKey);
+  if (path !== undefined) {
+    mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
+    writeFileDurably(path, JSON.stringify([config.encryptKey]));
+  }
   return new Keyring([key], key);
+}
+
+/** A keyring file: a JSON list of base64 keys, primary first; anything else stops the agent. */
+function parseKeyringFile(text: string, path: string): Uint8Array[] {
+  let keys: unknown;
+  try {
+    keys = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`Failed to read keyring file ${path}: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((key): key is string => typeof key === 'string')) {
+    throw new Error(`Failed to read keyring file ${path}: not a non-empty list of keys`);
+  }
+  return keys.map((key) => parseGossipKey(key));
 }
 
 /** `host`, `host:port`, `[v6]:port` -> addresses, hostnames resolved (every address they have). */

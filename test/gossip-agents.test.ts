@@ -41,11 +41,11 @@ interface AgentProcess {
   output: string;
 }
 
-function startAgent(agent: AgentProcess, seed: string): void {
+function startAgent(agent: AgentProcess, seed: string, extra: readonly string[] = []): void {
   const args = [
     '--import', 'tsx', join(projectRoot, 'bin', 'agent.ts'),
     '-node', agent.name, '-bind', agent.ip, '-client', agent.ip, '-data-dir', join(scratch, agent.name),
-    '-http-port', String(HTTP_PORT), '-dns-port', '-1', '-retry-join', seed, '-retry-interval', '200ms',
+    '-http-port', String(HTTP_PORT), '-dns-port', '-1', '-retry-join', seed, '-retry-interval', '200ms', ...extra,
   ];
   const child = spawn(process.execPath, args, { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -161,5 +161,56 @@ test('PUT /v1/agent/join joins the LAN pool (a join nobody answers is a 500); us
   } finally {
     await kill(lone);
     await kill(other);
+  }
+});
+
+test('the gossip keyring: list, install, use and remove a key across the pool, kept in the data dir across a restart', { timeout: 90_000 }, async () => {
+  const keyA = Buffer.alloc(32, 1).toString('base64');
+  const keyB = Buffer.alloc(32, 2).toString('base64');
+  const first: AgentProcess = { name: 'k10', ip: '127.0.0.10', child: undefined, output: '' };
+  const second: AgentProcess = { name: 'k11', ip: '127.0.0.11', child: undefined, output: '' };
+  const seed = `${first.ip}:8301`;
+  startAgent(first, seed, ['-encrypt', keyA]);
+  startAgent(second, seed, ['-encrypt', keyA]);
+  const keyring = async (method: string, body?: string, query = ''): Promise<{ status: number; body: string }> =>
+    new Promise((resolveCall, rejectCall) => {
+      // Content-Length set by hand: node's client sends a DELETE body unframed otherwise.
+      const headers = body === undefined ? {} : { 'Content-Length': String(Buffer.byteLength(body)) };
+      const req = request({ host: first.ip, port: HTTP_PORT, method, path: `/v1/operator/keyring${query}`, agent: false, headers }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolveCall({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('error', rejectCall);
+      req.end(body);
+    });
+  const keysOf = async (): Promise<{ Keys: Record<string, number>; PrimaryKeys: Record<string, number>; NumNodes: number }> => {
+    const reply = await keyring('GET');
+    assert.equal(reply.status, 200, reply.body);
+    return (JSON.parse(reply.body) as { Keys: Record<string, number>; PrimaryKeys: Record<string, number>; NumNodes: number }[])[0]!;
+  };
+  try {
+    await waitFor('the encrypted pair to see each other', () => everyoneSees([first, second], { k10: 1, k11: 1 }), 30_000);
+    assert.deepEqual(await keysOf(), { ...(await keysOf()), Keys: { [keyA]: 2 }, PrimaryKeys: { [keyA]: 2 }, NumNodes: 2 });
+    assert.equal((await keyring('POST', JSON.stringify({ Key: keyB }))).status, 200);
+    assert.deepEqual((await keysOf()).Keys, { [keyA]: 2, [keyB]: 2 });
+    assert.equal((await keyring('PUT', JSON.stringify({ Key: keyB }))).status, 200);
+    assert.deepEqual((await keysOf()).PrimaryKeys, { [keyB]: 2 });
+    const removePrimary = await keyring('DELETE', JSON.stringify({ Key: keyB }));
+    assert.equal(removePrimary.status, 500);
+    assert.match(removePrimary.body, /dc1 \(LAN\) error: 2\/2 nodes reported failure/);
+    assert.match(removePrimary.body, /k10: Removing the primary key is not allowed/);
+    assert.equal((await keyring('DELETE', JSON.stringify({ Key: keyA }))).status, 200);
+    assert.deepEqual((await keysOf()).Keys, { [keyB]: 2 });
+    const local = JSON.parse((await keyring('GET', undefined, '?local-only=true')).body) as { Keys: Record<string, number>; NumNodes: number }[];
+    assert.deepEqual(local.map((entry) => [entry.Keys, entry.NumNodes]), [[{ [keyB]: 1 }, 1]]);
+    // Restarted with the old -encrypt key, the agent uses its keyring file (key B) and rejoins.
+    await kill(second);
+    await waitFor('k11 to be failed', () => everyoneSees([first], { k11: 4 }), 40_000);
+    startAgent(second, seed, ['-encrypt', keyA]);
+    await waitFor('k11 to rejoin with the keyring from its data dir', () => everyoneSees([first, second], { k10: 1, k11: 1 }), 30_000);
+  } finally {
+    await kill(first);
+    await kill(second);
   }
 });
