@@ -19,8 +19,12 @@
 // (install, use, remove, list) on the pools, WAN first, and tallies the answers as Consul's
 // KeyringResponse.
 //
-// Not here: serf snapshots and -rejoin, network segments, cloud auto-join (`provider=...`
-// addresses are refused). User events are handed out (onUserEvent) to
+// Each pool also keeps serf's snapshot (`<data-dir>/serf/local.snapshot`, `remote.snapshot`:
+// lib/serfsnapshot.ts): restarted, an agent restores its Lamport clocks and rejoins the members
+// it last knew alive, unless it had left gracefully (then only with -rejoin, i.e.
+// rejoin_after_leave).
+//
+// Not here: network segments, cloud auto-join (`provider=...` addresses are refused). User events are handed out (onUserEvent) to
 // lib/userevents.ts.
 //
 // References: Consul agent/retry_join.go (retryJoiner), agent/agent.go (JoinLAN, JoinWAN,
@@ -38,6 +42,7 @@ import { addressText, multiErrorText, SerfPool, swimAddress } from './gossip.js'
 import type { Logger } from './log.js';
 import { withDefaultPort } from './rpc.js';
 import { SerfError, type SerfEvent } from './serf.js';
+import { replaySnapshot, SnapshotWriter } from './serfsnapshot.js';
 import { isKeyQueryComplete, summarizeKeyResponses, type KeyOperation } from './serfquery.js';
 import type { SerfMember } from './serfwire.js';
 import type { SwimAddress } from './swim.js';
@@ -70,6 +75,9 @@ const KEY_QUERY_POLL_MS = 20;
 /** Consul's keyring file names under `<data-dir>/serf`. */
 export const LAN_KEYRING_FILE = 'local.keyring';
 export const WAN_KEYRING_FILE = 'remote.keyring';
+/** serf's snapshot file names under `<data-dir>/serf`. */
+export const LAN_SNAPSHOT_FILE = 'local.snapshot';
+export const WAN_SNAPSHOT_FILE = 'remote.snapshot';
 
 /** Consul's keyringErrorsOrNil: the multierror text of the pools' errors, or undefined. */
 export function keyringErrorText(responses: readonly KeyringResponse[]): string | undefined {
@@ -106,6 +114,8 @@ export interface KeyringResponse {
 export class Membership {
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private isClosed = false;
+  /** serf's snapshot writer per pool; none in -dev or without a data dir. */
+  private readonly snapshots: { lan?: SnapshotWriter; wan?: SnapshotWriter } = {};
 
   private constructor(
     private readonly options: MembershipOptions,
@@ -178,6 +188,8 @@ export class Membership {
       throw error;
     }
     membership = new Membership(options, lan, wan, { lan: lanKeyring, wan: wanKeyring });
+    membership.restoreSnapshot('lan', LAN_SNAPSHOT_FILE);
+    if (wan !== undefined) membership.restoreSnapshot('wan', WAN_SNAPSHOT_FILE);
     for (const pool of ['lan', 'wan'] as const) for (const event of events[pool]) membership.onEvent(pool, event);
     membership.retryJoin('lan', config.retryJoinLan, config.retryIntervalLanMs, config.retryMaxAttemptsLan);
     if (wan !== undefined) membership.retryJoin('wan', config.retryJoinWan, config.retryIntervalWanMs, config.retryMaxAttemptsWan);
@@ -220,9 +232,11 @@ export class Membership {
     serfPool.transport.run((nowMs) => serfPool.serf.forceLeave(node, prune, nowMs));
   }
 
-  /** serf Leave on every pool (the intent is broadcast, then memberlist's leave), bounded. */
+  /** serf Leave on every pool (the intent is broadcast, then memberlist's leave), bounded; the snapshots say so. */
   async leave(): Promise<void> {
     await Promise.all([this.lan.leave(LEAVE_DEADLINE_MS), this.wan?.leave(LEAVE_DEADLINE_MS)]);
+    this.snapshots.lan?.leave();
+    this.snapshots.wan?.leave();
   }
 
   async close(): Promise<void> {
@@ -239,16 +253,62 @@ export class Membership {
   private onEvent(pool: PoolName, event: SerfEvent): void {
     if (event.kind === 'user' && pool === 'lan') return this.options.onUserEvent?.(event);
     if (event.kind === 'keyring-changed') return this.persistKeyring(pool);
+    this.recordSnapshot(pool, event);
     if (event.kind !== 'member') return;
     const { logger } = this.options;
     for (const member of event.members) logger.info(`serf: ${EVENT_LOG_NAMES[event.type]}`, { member: member.name, address: addressText(member.addr) ?? '', pool });
     this.options.onMemberEvent?.(pool, event);
   }
 
+  /**
+   * serf's snapshot replay: restore the clocks, then (unless we left, without -rejoin) join the
+   * members that were alive, in the background, as serf does at start.
+   */
+  private restoreSnapshot(pool: PoolName, file: string): void {
+    const path = serfFilePath(this.options.config, file);
+    const serfPool = pool === 'lan' ? this.lan : this.wan;
+    if (path === undefined || serfPool === undefined) return;
+    const replay = replaySnapshot(path);
+    this.snapshots[pool] = new SnapshotWriter(path, replay);
+    if (replay.clock > 0n) serfPool.serf.restoreClocks(replay);
+    const self = `${addressText(serfPool.swim.localMember().address.addr) ?? ''}:${serfPool.transport.port}`;
+    const previous = replay.aliveMembers.filter((address) => address !== self);
+    if (previous.length === 0) return;
+    if (replay.hasLeft && !this.options.config.rejoinAfterLeave) {
+      this.options.logger.info('serf: Ignoring previous node list, due to leave', { pool });
+      return;
+    }
+    this.options.logger.info('serf: Attempting re-join to previously known nodes', { pool, nodes: previous.join(',') });
+    this.join(pool, previous).then(
+      (joined) => this.options.logger.info('serf: Re-joined previously known nodes', { pool, num_nodes: joined }),
+      (error: unknown) => this.options.logger.warn('serf: Failed to re-join any previously known node', { pool, error: (error as Error).message }),
+    );
+  }
+
+  /** Appends what changed to the pool's snapshot: members alive or gone, and the clocks. */
+  private recordSnapshot(pool: PoolName, event: SerfEvent): void {
+    const writer = this.snapshots[pool];
+    const serfPool = pool === 'lan' ? this.lan : this.wan;
+    if (writer === undefined || serfPool === undefined) return;
+    const { serf } = serfPool;
+    try {
+      if (event.kind === 'member') {
+        for (const member of event.members) {
+          if (member.name === serf.localMember()?.name) continue;
+          if (event.type === 'member-join' || event.type === 'member-update') writer.alive(member.name, `${addressText(member.addr) ?? ''}:${member.port}`);
+          else writer.notAlive(member.name);
+        }
+      }
+      writer.clocksAt(serf.clock.time(), serf.eventClock.time(), serf.queryClock.time());
+    } catch (error) {
+      this.options.logger.error('failed to write the serf snapshot', { pool, error: (error as Error).message });
+    }
+  }
+
   /** Writes the pool's keyring file after a key query changed the keyring (no file in -dev). */
   private persistKeyring(pool: PoolName): void {
     const keyring = this.keyrings[pool];
-    const path = keyringPath(this.options.config, pool === 'lan' ? LAN_KEYRING_FILE : WAN_KEYRING_FILE);
+    const path = serfFilePath(this.options.config, pool === 'lan' ? LAN_KEYRING_FILE : WAN_KEYRING_FILE);
     if (keyring === undefined || path === undefined) return;
     try {
       writeFileDurably(path, JSON.stringify(keyring.listKeys()));
@@ -319,8 +379,8 @@ const EVENT_LOG_NAMES: Record<Extract<SerfEvent, { kind: 'member' }>['type'], st
   'member-reap': 'EventMemberReap',
 };
 
-/** `<data-dir>/serf/<file>`, or undefined in -dev or without a data dir (the keyring stays in memory). */
-function keyringPath(config: RuntimeConfig, file: string): string | undefined {
+/** `<data-dir>/serf/<file>`, or undefined in -dev or without a data dir (kept in memory only). */
+function serfFilePath(config: RuntimeConfig, file: string): string | undefined {
   if (config.devMode || config.dataDir === '') return undefined;
   return join(config.dataDir, 'serf', file);
 }
@@ -330,7 +390,7 @@ function keyringPath(config: RuntimeConfig, file: string): string | undefined {
  * `encrypt` (written to the file for the next start), else none (encryption off).
  */
 function loadKeyring(config: RuntimeConfig, file: string, logger: Logger): Keyring | undefined {
-  const path = keyringPath(config, file);
+  const path = serfFilePath(config, file);
   if (path !== undefined && existsSync(path)) {
     const keys = parseKeyringFile(readFileSync(path, 'utf8'), path);
     if (config.encryptKey !== '') logger.warn(`${file === LAN_KEYRING_FILE ? 'LAN' : 'WAN'} keyring exists but -encrypt given, using keyring`);

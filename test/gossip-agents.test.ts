@@ -127,7 +127,7 @@ test('five agents gossip: two killed are failed everywhere, restarted they rejoi
   await waitFor('the others to list the leaver as left', () => everyoneSees(others, { [leaver.name]: 3 }), 20_000);
 });
 
-test('PUT /v1/agent/join joins the LAN pool (a join nobody answers is a 500); user events cross it, filtered by node', { timeout: 60_000 }, async () => {
+test('PUT /v1/agent/join joins the LAN pool (a join nobody answers is a 500); user events cross it, filtered by node; a restarted agent rejoins from its serf snapshot', { timeout: 60_000 }, async () => {
   const lone: AgentProcess = { name: 'j7', ip: '127.0.0.7', child: undefined, output: '' };
   const other: AgentProcess = { name: 'j8', ip: '127.0.0.8', child: undefined, output: '' };
   // Each seeds itself: nothing joins until asked.
@@ -158,6 +158,14 @@ test('PUT /v1/agent/join joins the LAN pool (a join nobody answers is a 500); us
     // The node filter names j8: j7 fired it but does not keep it.
     assert.deepEqual(JSON.parse((await httpRequest(HTTP_PORT, 'GET', '/v1/event/list', lone.ip)).body), []);
     assert.equal((await fireEvent(lone.ip, 'bad?tag=x', '')).status, 500);
+
+    // serf's snapshot: killed and restarted with nothing to join but itself, j8 rejoins j7,
+    // which it knew alive, from <data-dir>/serf/local.snapshot.
+    await kill(other);
+    await waitFor('j7 to list j8 as failed', () => everyoneSees([lone], { j8: 4 }), 40_000);
+    startAgent(other, `${other.ip}:8301`);
+    await waitFor('j8 to rejoin from its snapshot', () => everyoneSees([lone, other], { j7: 1, j8: 1 }), 30_000);
+    assert.match(other.output, /Attempting re-join to previously known nodes/);
   } finally {
     await kill(lone);
     await kill(other);
