@@ -243,7 +243,8 @@ describe('RaftNode', { timeout: 60_000 }, () => {
       const restarted = await startMember(lagging.server, all, lagging.dataDir, options);
       members[laggingIndex] = restarted;
       await allHave([restarted], expected);
-      assert.ok(restarted.lines.some((l) => l.includes('installed snapshot')), 'caught up through InstallSnapshot');
+      // The restored state is visible before the log is compacted and the install logged: wait for the line.
+      await waitFor('the follower to log its InstallSnapshot', () => (restarted.lines.some((l) => l.includes('installed snapshot')) ? true : undefined));
       assert.ok(leader.lines.some((l) => l.includes('sent snapshot to follower')));
       await kvSet(leader.node, 'last', 'one');
       expected.set('last', 'one');
