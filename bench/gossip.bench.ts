@@ -41,9 +41,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GossipTransport, swimAddress, type GossipCore } from '../lib/gossip.js';
 import { nullLogger } from '../lib/log.js';
-import { lanConfig, SwimNode, type SwimAddress, type SwimDelegate, type SwimEffect, type SwimMember } from '../lib/swim.js';
+import { lanConfig, SwimNode, type SwimAddress, type SwimEffect } from '../lib/swim.js';
 import { NodeState } from '../lib/gossipwire.js';
-import { SwimSim } from '../test/sim/swimsim.js';
+import { memberEventsDelegate, SwimSim } from '../test/sim/swimsim.js';
 import { ChildProcesses } from './support.js';
 
 const SIZES = (process.env['BENCH_GOSSIP_SIZES'] ?? '10,50').split(',').filter((size) => size !== '').map(Number);
@@ -170,36 +170,6 @@ class PoolState {
   }
 }
 
-/** A delegate with no serf layer: no meta, no user state; member events go to the pool's records. */
-class BenchDelegate implements SwimDelegate {
-  constructor(
-    private readonly state: PoolState,
-    private readonly index: number,
-  ) {}
-  nodeMeta(): Uint8Array {
-    return new Uint8Array(0);
-  }
-  notifyMsg(): void {}
-  getBroadcasts(): Uint8Array[] {
-    return [];
-  }
-  localState(): Uint8Array {
-    return new Uint8Array(0);
-  }
-  mergeRemoteState(): void {}
-  ackPayload(): Uint8Array {
-    return new Uint8Array(0);
-  }
-  notifyPingComplete(): void {}
-  notifyJoin(member: SwimMember): void {
-    this.state.noteJoin(this.index, member.name);
-  }
-  notifyLeave(member: SwimMember): void {
-    this.state.noteLeave(this.index, member.name);
-  }
-  notifyUpdate(): void {}
-}
-
 function emit(event: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(event)}\n`);
 }
@@ -215,7 +185,12 @@ async function runTsPool(n: number, parallel: number): Promise<void> {
     const transport = await GossipTransport.listen({ bindHost: '127.0.0.1', port: 0, logger, streamTimeoutMs: 10_000 });
     // A plain memberlist speaks delegate protocol 0 (memberlist refuses non-overlapping delegate versions).
     const config = { ...lanConfig(`ts-${i}`, swimAddress('127.0.0.1', transport.port)!), delegateVersions: { min: 0, max: 0, cur: 0 } };
-    const node = new SwimNode(config, new BenchDelegate(state, i), Math.random, (count) => randomBytes(count), Date.now());
+    // No serf layer: no meta, no user state; member events go to the pool's records.
+    const delegate = memberEventsDelegate((kind, member) => {
+      if (kind === 'join') state.noteJoin(i, member.name);
+      else if (kind === 'leave') state.noteLeave(i, member.name);
+    });
+    const node = new SwimNode(config, delegate, Math.random, (count) => randomBytes(count), Date.now());
     transport.start(new CountingCore(node, counts, () => onJoinProgress()));
     nodes.push(node);
     transports.push(transport);
@@ -559,13 +534,7 @@ function printReport(results: Map<number, Record<Side, PoolRun>>): void {
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-bench-gossip-'));
   const children = new ChildProcesses();
-  const onSignal = (): void => {
-    children.killAll();
-    rmSync(scratch, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  children.cleanUpOnSignal(scratch);
   try {
     const goBinary = buildGoPool(scratch);
     const results = new Map<number, Record<Side, PoolRun>>();

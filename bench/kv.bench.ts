@@ -732,13 +732,7 @@ async function main(): Promise<void> {
   const etcdVersion = /etcd Version: (\S+)/.exec(spawnSync(ETCD, ['--version'], { encoding: 'utf8' }).stdout ?? '')?.[1] ?? 'unknown';
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-kv-bench-'));
   let agentPid: number | undefined;
-  const onSignal = (): void => {
-    children.killAll();
-    rmSync(scratch, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  children.cleanUpOnSignal(scratch);
   try {
     const distDir = process.env['BENCH_DIST'] ?? join(scratch, 'dist');
     if (process.env['BENCH_DIST'] === undefined) {

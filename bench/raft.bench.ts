@@ -240,13 +240,7 @@ async function main(): Promise<void> {
   const version = spawnSync(ETCD, ['--version'], { encoding: 'utf8' });
   const etcdVersion = /etcd Version: (\S+)/.exec(version.stdout ?? '')?.[1] ?? 'unknown';
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-raft-bench-'));
-  const onSignal = (): void => {
-    children.killAll();
-    rmSync(scratch, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  children.cleanUpOnSignal(scratch);
   try {
     const root = resolve(import.meta.dirname, '..');
     const distDir = join(scratch, 'dist');

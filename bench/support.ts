@@ -3,6 +3,7 @@
 // output; and a small JSON POST for peers' HTTP APIs (etcd's gateway).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { request } from 'node:http';
 
 /** How long stopAll() waits for killed children to exit. */
@@ -74,6 +75,17 @@ export class ChildProcesses {
   /** For a signal handler: SIGKILL everything now. */
   killAll(): void {
     for (const child of this.children) child.kill('SIGKILL');
+  }
+
+  /** On SIGINT or SIGTERM: kill every child, remove `scratch`, exit 130 (every bench's interrupt path). */
+  cleanUpOnSignal(scratch: string): void {
+    const onSignal = (): void => {
+      this.killAll();
+      rmSync(scratch, { recursive: true, force: true });
+      process.exit(130);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
   }
 }
 

@@ -276,19 +276,28 @@ export class SwimSim {
       this.observations.push({ atMs, observer: member.name, subject: subject.name, kind, state: subject.state });
       if (kind !== 'update') this.trace(`${member.name} ${kind} ${subject.name} state=${subject.state}`);
     };
-    return {
-      nodeMeta: () => Uint8Array.of(0x72, member.index & 0xff),
-      notifyMsg: () => undefined,
-      getBroadcasts: () => [],
-      localState: () => new Uint8Array(0),
-      mergeRemoteState: () => undefined,
-      ackPayload: () => new Uint8Array(0),
-      notifyPingComplete: () => undefined,
-      notifyJoin: (m, now) => observe('join', m, now),
-      notifyLeave: (m, now) => observe('leave', m, now),
-      notifyUpdate: (m, now) => observe('update', m, now),
-    };
+    return memberEventsDelegate(observe, Uint8Array.of(0x72, member.index & 0xff));
   }
+}
+
+/**
+ * A delegate for a plain memberlist (no serf layer): fixed meta, no user messages, broadcasts or
+ * push/pull state, empty ack payloads; member events go to `onMemberEvent`. Shared by the
+ * simulator, test/gossip.test.ts and bench/gossip.bench.ts.
+ */
+export function memberEventsDelegate(onMemberEvent: (kind: 'join' | 'leave' | 'update', member: SwimMember, nowMs: number) => void, meta: Uint8Array = new Uint8Array(0)): SwimDelegate {
+  return {
+    nodeMeta: () => meta,
+    notifyMsg: () => undefined,
+    getBroadcasts: () => [],
+    localState: () => new Uint8Array(0),
+    mergeRemoteState: () => undefined,
+    ackPayload: () => new Uint8Array(0),
+    notifyPingComplete: () => undefined,
+    notifyJoin: (member, nowMs) => onMemberEvent('join', member, nowMs),
+    notifyLeave: (member, nowMs) => onMemberEvent('leave', member, nowMs),
+    notifyUpdate: (member, nowMs) => onMemberEvent('update', member, nowMs),
+  };
 }
 
 export interface SimMember {
