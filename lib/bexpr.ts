@@ -662,7 +662,8 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
 // ---------------------------------------------------------------------------------------------
 // RE2-syntax regular expressions: parser to AST, AST to Pike VM program, linear-time search.
 
-interface Regex { test(input: string): boolean }
+/** A compiled Go (RE2) regular expression; test() is Go's unanchored MatchString. */
+export interface Regex { test(input: string): boolean }
 
 type CharTest = (cp: number) => boolean;
 type AssertKind = 'bol' | 'eol' | 'bot' | 'eot' | 'word' | 'nonword';
@@ -688,8 +689,12 @@ class RegexSyntaxError extends Error {}
 const reError = (code: string, fragment: string): RegexSyntaxError =>
   new RegexSyntaxError(`error parsing regexp: ${code}: \`${fragment}\``);
 
-/** Compiles a Go regexp; returns the Go error text on failure. */
-function compileRegex(source: string): Regex | string {
+/**
+ * Compiles a Go regexp (RE2 syntax, linear-time matching); returns Go's error text on failure.
+ * Also what Consul's event filters and serf's tag filters compile with (lib/userevents.ts,
+ * lib/serfquery.ts), so every regular expression a Consul user writes means what it means in Go.
+ */
+export function compileRegex(source: string): Regex | string {
   if (Buffer.byteLength(source, 'utf8') > BEXPR_REGEX_BYTES_MAX) {
     return `error parsing regexp: expression too large: pattern is longer than ${BEXPR_REGEX_BYTES_MAX} bytes`;
   }

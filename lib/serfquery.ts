@@ -15,6 +15,7 @@
 // References: hashicorp/serf v0.9.4 serf/query.go (QueryParam, QueryResponse, shouldProcessQuery,
 // kRandomMembers), serf/internal_query.go, serf/keymanager.go (streamKeyResp, handleKeyRequest).
 
+import { compileRegex } from './bexpr.js';
 import { decodeStdBase64, formatGossipKey, GossipCryptoError, type Keyring } from './gossipcrypto.js';
 import { GossipWireError } from './gossipwire.js';
 import { decodeFilter, decodeSerfMessage, encodeFilter, encodeSerfMessage, type SerfKeyResponse, type SerfMember } from './serfwire.js';
@@ -58,7 +59,7 @@ export const INTERNAL_QUERY_PREFIX = '_serf_';
 export const QUERY_RESPONSES_MAX = 65536;
 /** serf minEncodedKeyLength: bounds how many keys a list-keys answer may try to carry. */
 export const MIN_ENCODED_KEY_BYTES = 25;
-/** Longest tag-filter regular expression we compile (JS regexps backtrack; RE2 does not). */
+/** Longest tag-filter regular expression we compile: a bound on what a query can make us parse (serf has none). */
 export const TAG_FILTER_EXPR_BYTES_MAX = 256;
 
 // ---------------------------------------------------------------------------------------------
@@ -246,16 +247,9 @@ export function kRandomMembers(k: number, members: readonly SerfMember[], exclud
 
 function matchesTagExpr(expr: string, value: string): boolean {
   if (expr.length > TAG_FILTER_EXPR_BYTES_MAX) return false;
-  // Go's RE2 spells flags as a leading group; the one Consul users write is (?i).
-  const isCaseless = expr.startsWith('(?i)');
-  let pattern: RegExp;
-  try {
-    pattern = new RegExp(isCaseless ? expr.slice(4) : expr, isCaseless ? 'i' : '');
-  } catch (error) {
-    // serf: "failed to compile filter regex" means the query is not processed here.
-    if (error instanceof SyntaxError) return false;
-    throw error;
-  }
+  const pattern = compileRegex(expr);
+  // serf: "failed to compile filter regex" means the query is not processed here.
+  if (typeof pattern === 'string') return false;
   return pattern.test(value);
 }
 

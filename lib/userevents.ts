@@ -23,6 +23,7 @@
 // (userEventName prefix).
 
 import { randomUUID } from 'node:crypto';
+import { compileRegex, type Regex } from './bexpr.js';
 import { decode, encode, MsgpackError } from './msgpack.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -71,8 +72,8 @@ export function userEventProblem(event: Pick<UserEvent, 'Name' | 'NodeFilter' | 
   if (event.TagFilter !== '' && event.ServiceFilter === '') return 'Cannot provide tag filter without service filter';
   for (const [what, pattern] of [['node', event.NodeFilter], ['service', event.ServiceFilter], ['tag', event.TagFilter]] as const) {
     if (pattern === '') continue;
-    const error = regexpError(pattern);
-    if (error !== undefined) return `Invalid ${what} filter: ${error}`;
+    const compiled = compileRegex(pattern);
+    if (typeof compiled === 'string') return `Invalid ${what} filter: ${compiled}`;
   }
   return undefined;
 }
@@ -174,32 +175,18 @@ export class UserEventLog {
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 
-/** Compiled filters, so a crowd of events with one filter compiles it once. */
-const patterns = new Map<string, RegExp | null>();
+/** Compiled filters, so a crowd of events with one filter compiles it once (null: does not compile). */
+const patterns = new Map<string, Regex | null>();
 const PATTERNS_CACHED_MAX = 256;
 
-/**
- * Go's regexp.MatchString over JS RegExp: unanchored, as Go's. RE2 and JS differ at the edges
- * (JS backreferences and lookaround are refused here as RE2 refuses them); an invalid pattern
- * matches nothing.
- */
+/** Go's regexp.MatchString (RE2, unanchored, lib/bexpr.ts's engine); an invalid pattern matches nothing. */
 function testPattern(pattern: string, text: string): boolean {
   let compiled = patterns.get(pattern);
   if (compiled === undefined) {
-    compiled = regexpError(pattern) === undefined ? new RegExp(pattern, 'u') : null;
+    const result = compileRegex(pattern);
+    compiled = typeof result === 'string' ? null : result;
     if (patterns.size >= PATTERNS_CACHED_MAX) patterns.clear();
     patterns.set(pattern, compiled);
   }
   return compiled !== null && compiled.test(text);
-}
-
-/** Why Go's regexp.Compile would refuse `pattern` (approximately), or undefined. */
-function regexpError(pattern: string): string | undefined {
-  if (/\\[1-9]|\(\?[=!<]/.test(pattern)) return `error parsing regexp: invalid or unsupported Perl syntax: \`${pattern.match(/\\[1-9]|\(\?[=!<]/)![0]}\``;
-  try {
-    new RegExp(pattern, 'u');
-    return undefined;
-  } catch (error) {
-    return `error parsing regexp: ${(error as Error).message}`;
-  }
 }
