@@ -34,6 +34,9 @@ import { LeaderRegistration, selfRegistration } from './leader.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
 import { decodeJsonBody } from './endpoints.js';
+import { DnsResolver, listenDns, type DnsListener } from './dns.js';
+import { localDnsCatalog, unreachableDnsCatalog } from './dnscatalog.js';
+import { Recursor } from './dnsrecursor.js';
 import type { KeyOperation } from './serfquery.js';
 import { eventRoutes } from './endpoints_event.js';
 import { decodeUserEvent, encodeUserEvent, matchesTarget, REMOTE_EXEC_EVENT, USER_EVENT_PREFIX, USER_EVENT_VERSION, UserEventLog } from './userevents.js';
@@ -63,6 +66,7 @@ export interface AgentOptions {
 /** A running agent. */
 export class Agent {
   private readonly listeners: HttpListener[] = [];
+  private readonly dnsListeners: DnsListener[] = [];
   private isShutDown = false;
   /** The cluster state this server replicates (empty on client agents, which forward reads). */
   readonly state = new StateStore({ nowMs: Date.now });
@@ -115,6 +119,7 @@ export class Agent {
       if (config.serverMode) await agent.startRaft();
       await agent.startGossip();
       await agent.startHttp();
+      await agent.startDns();
     } catch (error) {
       await agent.shutdown();
       throw error;
@@ -177,6 +182,7 @@ export class Agent {
     this.leaderRegistration?.stop();
     this.stopRuntimeStats();
     await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
+    await Promise.all(this.dnsListeners.splice(0).map((listener) => listener.close()));
     // The RPC listener stops accepting at once but only finishes when every connection it
     // accepted is gone, including those handed to Raft, which Raft's shutdown closes.
     const rpcClosed = this.rpc?.close();
@@ -373,6 +379,32 @@ export class Agent {
       });
       this.listeners.push(listener);
       this.logger.info('Started HTTP server', { address: `${host}:${listener.address.port}`, network: 'tcp' });
+    }
+  }
+
+  /** DNS on every client address, UDP and TCP (ports.dns, 8600; negative disables it). */
+  private async startDns(): Promise<void> {
+    const { config } = this;
+    if (config.ports.dns <= 0) return;
+    const logger = this.logger.named('dns');
+    const deps = this.endpointDeps;
+    const resolver = new DnsResolver({
+      config: config.dns,
+      domain: config.domain,
+      altDomain: config.altDomain,
+      datacenter: config.datacenter,
+      // A client agent has no state store; its reads need RPC forwarding to a server (issue 9).
+      catalog: deps === undefined ? unreachableDnsCatalog(NO_SERVERS_TEXT) : localDnsCatalog(deps),
+      recursor: config.dns.recursors.length === 0 ? undefined : new Recursor({ recursors: config.dns.recursors, strategy: config.dns.recursorStrategy, timeoutMs: config.dns.recursorTimeoutMs, rng: Math.random, logger }),
+      rng: Math.random,
+      nowMs: Date.now,
+      logger,
+    });
+    for (const host of config.clientAddrs) {
+      const listener = await listenDns(host, config.ports.dns, resolver, logger);
+      this.dnsListeners.push(listener);
+      this.logger.info('Started DNS server', { address: `${host}:${listener.udpPort}`, network: 'udp' });
+      this.logger.info('Started DNS server', { address: `${host}:${listener.tcpPort}`, network: 'tcp' });
     }
   }
 
