@@ -85,21 +85,19 @@ export interface DnsReadRequest {
   readonly maxStaleMs: number;
 }
 
-export interface DnsRead<T> {
-  readonly value: T;
-  readonly lastContactMs: number;
-}
+/** A value now, or later: the catalog answers repeated lookups from memory without a promise. */
+export type MaybePromise<T> = T | Promise<T>;
 
-/** The catalog reads the DNS interface makes (Consul's RPCs of the same names). Rejections are DnsLookupErrors. */
+/** The catalog reads the DNS interface makes (Consul's RPCs of the same names). Failures (thrown or rejected) are DnsLookupErrors. */
 export interface DnsCatalog {
   /** Health.ServiceNodes: every instance of `service` (having `tag`, unless ''), node checks first. */
-  serviceNodes(request: DnsReadRequest & { readonly service: string; readonly tag: string }): Promise<DnsRead<readonly CheckServiceNode[]>>;
+  serviceNodes(request: DnsReadRequest & { readonly service: string; readonly tag: string }): MaybePromise<readonly CheckServiceNode[]>;
   /** Catalog.NodeServices' node: by name, else by ID prefix; undefined if unknown. */
-  node(request: DnsReadRequest & { readonly node: string }): Promise<DnsRead<NodeRecord | undefined>>;
+  node(request: DnsReadRequest & { readonly node: string }): Promise<NodeRecord | undefined>;
   /** Catalog.ListNodes. */
-  nodes(request: DnsReadRequest): Promise<DnsRead<readonly NodeRecord[]>>;
+  nodes(request: DnsReadRequest): Promise<readonly NodeRecord[]>;
   /** Catalog.ServiceNodes filtered by ServiceAddress, over every service. */
-  servicesAtAddress(request: DnsReadRequest & { readonly address: string }): Promise<DnsRead<readonly ServiceNode[]>>;
+  servicesAtAddress(request: DnsReadRequest & { readonly address: string }): Promise<readonly ServiceNode[]>;
 }
 
 export interface DnsResolverOptions {
@@ -158,6 +156,8 @@ export const TCP_CONNECTIONS_MAX = 1_024;
 /** Answers decoded queries as Consul's DNS server does. Never throws: failures become SERVFAIL. */
 export class DnsResolver {
   private readonly options: DnsResolverOptions;
+  /** The healthy instances of each catalog answer (a copy is shuffled per query). */
+  private readonly healthyOf = new WeakMap<readonly CheckServiceNode[], HealthyInstances>();
   /** Zones we answer for, longest first, so that the most specific one wins (miekg's ServeMux). */
   private readonly zones: readonly string[];
 
@@ -230,7 +230,10 @@ export class DnsResolver {
         reply.header.rcode = RCODE.NOTIMP;
         break;
       default: {
-        const outcome = await this.dispatch(question, opt !== undefined, CNAME_DEPTH_MAX, reply);
+        // Plain UDP keeps at most min(udp_answer_limit, 8) answers: build one more than that (so
+        // trimming still sees that there were more), not one per instance.
+        const answersMax = transport === 'udp' && opt === undefined ? Math.min(UDP_ANSWERS_MAX, config.udpAnswerLimit) + 1 : Infinity;
+        const outcome = await this.dispatch(question, opt !== undefined, CNAME_DEPTH_MAX, answersMax, reply);
         reply.header.rcode = rcodeOf(outcome);
         if (outcome === 'nxdomain' || outcome === 'nodata') reply.authorities.push(this.soaRecord(question.name));
       }
@@ -245,7 +248,7 @@ export class DnsResolver {
    * Consul's dispatch: scans the labels right to left for the kind of lookup and answers it into
    * `reply`. Returns what the rcode should say.
    */
-  private async dispatch(question: DnsQuestion, hasEdns: boolean, depth: number, reply: DnsMessage): Promise<Outcome> {
+  private async dispatch(question: DnsQuestion, hasEdns: boolean, depth: number, answersMax: number, reply: DnsMessage): Promise<Outcome> {
     const labels = splitLabels(this.trimDomain(question.name.toLowerCase()));
     const parsed = parseQueryName(labels, question.type);
     if (parsed === undefined) return this.invalid(question);
@@ -261,7 +264,7 @@ export class DnsResolver {
         const isRfc2782 = parts.length === 2 && first.startsWith('_') && second.startsWith('_');
         const service = isRfc2782 ? first.slice(1) : (parts[parts.length - 1] ?? '');
         const tag = isRfc2782 ? (second === '_tcp' ? '' : second.slice(1)) : parts.slice(0, -1).join('.');
-        return this.serviceLookup({ datacenter, service, tag }, question, hasEdns, depth, reply);
+        return this.serviceLookup({ datacenter, service, tag }, question, { hasEdns, depth, answersMax }, reply);
       }
       case 'connect':
       case 'ingress':
@@ -288,36 +291,65 @@ export class DnsResolver {
     return 'nxdomain';
   }
 
-  private async serviceLookup(lookup: ServiceLookup, question: DnsQuestion, hasEdns: boolean, depth: number, reply: DnsMessage): Promise<Outcome> {
-    let instances: CheckServiceNode[];
+  private async serviceLookup(lookup: ServiceLookup, question: DnsQuestion, shape: AnswerShape, reply: DnsMessage): Promise<Outcome> {
+    let healthy: HealthyInstances;
     try {
-      instances = await this.healthyInstances(lookup);
+      const found = this.healthyInstances(lookup);
+      healthy = found instanceof Promise ? await found : found;
     } catch (error) {
       return lookupFailure(error);
     }
+    const instances = healthy.instances.slice();
     if (instances.length === 0) return 'nxdomain';
-    shuffle(instances, this.options.rng);
     const ttl = serviceTtlSeconds(this.options.config, lookup.service);
-    if (question.type === RR_TYPE.SRV) await this.addServiceSrvRecords(lookup, instances, question, hasEdns, ttl, depth, reply);
-    else await this.addServiceNodeRecords(lookup, instances, question, hasEdns, ttl, depth, reply);
+    // Hostname addresses are resolved first (Consul resolves them for every instance), so that
+    // building the records is synchronous: with IP addresses only, the usual case, nothing waits.
+    const hostnames = healthy.hasHostnames ? hostnamesToResolve(instances, question) : NO_HOSTNAMES;
+    const resolved = hostnames.size === 0 ? NOTHING_RESOLVED : await this.resolveAll(hostnames, shape.depth);
+    const context: RecordContext = { lookup, question, ttl, resolved, hasEdns: shape.hasEdns, responseDomain: this.responseDomain(question.name) };
+    if (question.type === RR_TYPE.SRV) this.addServiceSrvRecords(context, instances, shape.answersMax, reply);
+    else this.addServiceNodeRecords(context, instances, shape.answersMax, reply);
     return reply.answers.length === 0 ? 'nodata' : 'ok';
   }
 
-  /** lookupServiceNodes: the instances with no critical check (and, with only_passing, all passing). */
-  private async healthyInstances(lookup: ServiceLookup): Promise<CheckServiceNode[]> {
+  private async resolveAll(hostnames: ReadonlySet<string>, depth: number): Promise<Map<string, ResourceRecord[]>> {
+    const resolved = new Map<string, ResourceRecord[]>();
+    for (const hostname of hostnames) resolved.set(hostname, await this.resolveCname(hostname, depth));
+    return resolved;
+  }
+
+  /**
+   * lookupServiceNodes: the instances with no critical check (and, with only_passing, all
+   * passing). Synchronous when the catalog answers from memory, the common case under load.
+   */
+  private healthyInstances(lookup: ServiceLookup): MaybePromise<HealthyInstances> {
     const { config } = this.options;
-    const read = await this.options.catalog.serviceNodes({ ...this.readRequest(lookup.datacenter), service: lookup.service, tag: lookup.tag });
-    const healthy: CheckServiceNode[] = [];
-    for (const instance of read.value) if (isHealthy(instance, config.onlyPassing)) healthy.push(instance);
+    const request = { datacenter: lookup.datacenter, allowStale: config.allowStale, maxStaleMs: config.maxStaleMs, service: lookup.service, tag: lookup.tag };
+    const read = this.options.catalog.serviceNodes(request);
+    return read instanceof Promise ? read.then((instances) => this.healthyOfRead(instances)) : this.healthyOfRead(read);
+  }
+
+  private healthyOfRead(instances: readonly CheckServiceNode[]): HealthyInstances {
+    // The catalog hands back the same array until the state changes: filter it once.
+    let healthy = this.healthyOf.get(instances);
+    if (healthy === undefined) {
+      const kept = instances.filter((instance) => isHealthy(instance, this.options.config.onlyPassing));
+      healthy = { instances: kept, hasHostnames: kept.some(hasHostnameAddress) };
+      this.healthyOf.set(instances, healthy);
+    }
     return healthy;
   }
 
-  private async addServiceNodeRecords(lookup: ServiceLookup, instances: readonly CheckServiceNode[], question: DnsQuestion, hasEdns: boolean, ttl: number, depth: number, reply: DnsMessage): Promise<void> {
+  /**
+   * addServiceNodeRecordsToMessage, over the instances in random order (drawn one at a time, so
+   * a capped answer shuffles only what it uses).
+   */
+  private addServiceNodeRecords(context: RecordContext, instances: CheckServiceNode[], answersMax: number, reply: DnsMessage): void {
     const seen = new Set<string>();
     let cnameAnswer: ResourceRecord[] | undefined;
     let count = 0;
-    for (const instance of instances) {
-      const { answers } = await this.instanceRecords(lookup, instance, question, hasEdns, ttl, depth);
+    for (let i = 0; i < instances.length && reply.answers.length < answersMax; i++) {
+      const { answers } = instanceRecords(context, drawRandom(instances, i, this.options.rng));
       const head = answers[0];
       if (head === undefined) continue;
       // A node can run one service several times on the same address: one record each.
@@ -328,77 +360,28 @@ export class DnsResolver {
         cnameAnswer ??= answers;
         continue;
       }
-      reply.answers.push(...answers);
+      for (const answer of answers) reply.answers.push(answer);
       count++;
       if (count === this.options.config.aRecordLimit) return;
     }
     if (reply.answers.length === 0 && cnameAnswer !== undefined) reply.answers.push(...cnameAnswer);
   }
 
-  private async addServiceSrvRecords(lookup: ServiceLookup, instances: readonly CheckServiceNode[], question: DnsQuestion, hasEdns: boolean, ttl: number, depth: number, reply: DnsMessage): Promise<void> {
+  /** addServiceSRVRecordsToMessage: one SRV per distinct node:address:port, targets' records in Additional. */
+  private addServiceSrvRecords(context: RecordContext, instances: CheckServiceNode[], answersMax: number, reply: DnsMessage): void {
     const seen = new Set<string>();
-    const responseDomain = this.responseDomain(question.name);
-    for (const instance of instances) {
-      const address = translateServiceAddress(instance.Service, ACCEPT_ANY);
-      const tuple = `${instance.Node.Node}:${address}:${instance.Service.Port}`;
+    for (let i = 0; i < instances.length && reply.answers.length < answersMax; i++) {
+      const instance = drawRandom(instances, i, this.options.rng);
+      const tuple = `${instance.Node.Node}:${translateServiceAddress(instance.Service, ACCEPT_ANY)}:${instance.Service.Port}`;
       if (seen.has(tuple)) continue;
       seen.add(tuple);
-      const { answers, extra } = await this.instanceRecords(lookup, instance, question, hasEdns, ttl, depth);
-      reply.answers.push(...answers);
-      reply.additionals.push(...extra);
-      if (this.options.config.enableAdditionalNodeMetaTxt) reply.additionals.push(...nodeMetaTxt(nodeFqdn(instance.Node.Node, lookup.datacenter, responseDomain), instance.Node, ttl));
+      const { answers, extra } = instanceRecords(context, instance);
+      for (const answer of answers) reply.answers.push(answer);
+      for (const record of extra) reply.additionals.push(record);
+      if (this.options.config.enableAdditionalNodeMetaTxt && Object.keys(instance.Node.Meta).length > 0) {
+        reply.additionals.push(...nodeMetaTxt(nodeFqdn(instance.Node.Node, context.lookup.datacenter, context.responseDomain), instance.Node, context.ttl));
+      }
     }
-  }
-
-  /** makeNodeServiceRecords: the records for one instance, from its service or node address. */
-  private async instanceRecords(lookup: ServiceLookup, instance: CheckServiceNode, question: DnsQuestion, hasEdns: boolean, ttl: number, depth: number): Promise<RecordPair> {
-    const accept = acceptFor(question.type);
-    const serviceAddress = translateServiceAddress(instance.Service, accept);
-    const nodeAddress = translateAddress(instance.Node, accept);
-    if (serviceAddress === '' && nodeAddress === '') return NO_RECORDS;
-    const nodeIp = parseIp(nodeAddress);
-    if (serviceAddress === '' && nodeIp !== undefined) {
-      if (instance.Node.Address !== nodeAddress) return this.recordsForIp(lookup, nodeIp, instance, question, ttl);
-      return this.recordsForNode(lookup, instance, nodeIp, question, ttl);
-    }
-    if (serviceAddress === '') return this.recordsForHostname(lookup, nodeAddress, instance, question, hasEdns, ttl, depth);
-    const serviceIp = parseIp(serviceAddress);
-    if (serviceIp !== undefined) return this.recordsForIp(lookup, serviceIp, instance, question, ttl);
-    // A service whose address is the very name asked for would answer itself: use the node's IP.
-    if (fqdn(serviceAddress) === question.name && nodeIp !== undefined) return this.recordsForNode(lookup, instance, nodeIp, question, ttl);
-    return this.recordsForHostname(lookup, serviceAddress, instance, question, hasEdns, ttl, depth);
-  }
-
-  /** makeRecordFromServiceNode: an SRV targets the node's name, with its address in Additional. */
-  private recordsForNode(lookup: ServiceLookup, instance: CheckServiceNode, ip: ParsedIp, question: DnsQuestion, ttl: number): RecordPair {
-    const address = addressRecord(question.type, ip, ttl, question.name);
-    if (address === undefined) return NO_RECORDS;
-    if (question.type !== RR_TYPE.SRV) return { answers: [address], extra: [] };
-    const target = nodeFqdn(instance.Node.Node, lookup.datacenter, this.responseDomain(question.name));
-    return { answers: [srvRecord(question.name, ttl, instance, target)], extra: [{ ...address, name: target }] };
-  }
-
-  /** makeRecordFromIP: an SRV targets `<hex ip>.addr.<dc>.<domain>`, with the address in Additional. */
-  private recordsForIp(lookup: ServiceLookup, ip: ParsedIp, instance: CheckServiceNode, question: DnsQuestion, ttl: number): RecordPair {
-    const address = addressRecord(question.type, ip, ttl, question.name);
-    if (address === undefined) return NO_RECORDS;
-    if (question.type !== RR_TYPE.SRV) return { answers: [address], extra: [] };
-    const target = `${hexOfIp(ip)}.addr.${lookup.datacenter}.${this.responseDomain(question.name)}`;
-    return { answers: [srvRecord(question.name, ttl, instance, target)], extra: [{ ...address, name: target }] };
-  }
-
-  /** makeRecordFromFQDN: a hostname address is a CNAME (or the SRV target), resolved if we can. */
-  private async recordsForHostname(_lookup: ServiceLookup, hostname: string, instance: CheckServiceNode, question: DnsQuestion, hasEdns: boolean, ttl: number, depth: number): Promise<RecordPair> {
-    const resolved = await this.resolveCname(fqdn(hostname), depth);
-    const additional: ResourceRecord[] = [];
-    for (const record of resolved) {
-      if (record.type !== RR_TYPE.CNAME && record.type !== RR_TYPE.A && record.type !== RR_TYPE.AAAA) continue;
-      additional.push({ ...record, ttl });
-      if (additional.length === CNAME_RECORDS_MAX && !hasEdns) break;
-    }
-    if (question.type === RR_TYPE.SRV) return { answers: [srvRecord(question.name, ttl, instance, fqdn(hostname))], extra: additional };
-    const cname: ResourceRecord = { name: question.name, type: RR_TYPE.CNAME, class: RR_CLASS.IN, ttl, data: { kind: 'cname', target: fqdn(hostname) } };
-    return { answers: [cname, ...additional], extra: [] };
   }
 
   /**
@@ -414,7 +397,7 @@ export class DnsResolver {
         return [];
       }
       const inner = replyTo({ header: NESTED_QUERY_HEADER, questions: [{ name, type: RR_TYPE.ANY, class: RR_CLASS.IN }] });
-      await this.dispatch({ name, type: RR_TYPE.ANY, class: RR_CLASS.IN }, false, depth - 1, inner);
+      await this.dispatch({ name, type: RR_TYPE.ANY, class: RR_CLASS.IN }, false, depth - 1, Infinity, inner);
       return inner.answers;
     }
     const { recursor } = this.options;
@@ -428,7 +411,7 @@ export class DnsResolver {
     if (type !== RR_TYPE.ANY && type !== RR_TYPE.A && type !== RR_TYPE.AAAA && type !== RR_TYPE.TXT) return 'ok';
     let found: NodeRecord | undefined;
     try {
-      found = (await this.options.catalog.node({ ...this.readRequest(datacenter), node })).value;
+      found = await this.options.catalog.node({ ...this.readRequest(datacenter), node });
     } catch (error) {
       return lookupFailure(error);
     }
@@ -503,7 +486,7 @@ export class DnsResolver {
     const glue: ResourceRecord[] = [];
     let servers: CheckServiceNode[];
     try {
-      servers = await this.healthyInstances({ datacenter: this.options.datacenter, service: CONSUL_SERVICE_NAME, tag: '' });
+      servers = (await this.healthyInstances({ datacenter: this.options.datacenter, service: CONSUL_SERVICE_NAME, tag: '' })).instances.slice();
     } catch (error) {
       this.options.logger.warn('Unable to get list of servers', { error: String(error) });
       return { ns, glue };
@@ -540,13 +523,13 @@ export class DnsResolver {
     const name = question.name.toLowerCase();
     const ptr = (target: string): ResourceRecord => ({ name: question.name, type: RR_TYPE.PTR, class: RR_CLASS.IN, ttl: 0, data: { kind: 'ptr', target } });
     const request = this.readRequest(datacenter);
-    const nodes = await this.options.catalog.nodes(request).then((read) => read.value, () => [] as readonly NodeRecord[]);
+    const nodes = await this.options.catalog.nodes(request).catch(() => [] as readonly NodeRecord[]);
     const node = nodes.find((candidate) => reverseName(candidate.Address) === name);
     if (node !== undefined) reply.answers.push(ptr(nodeFqdn(node.Node, node.Datacenter, domain)));
     if (reply.answers.length === 0) {
       const address = ipOfReverseName(name);
       if (address !== undefined) {
-        const services = await this.options.catalog.servicesAtAddress({ ...request, address }).then((read) => read.value, () => [] as readonly ServiceNode[]);
+        const services = await this.options.catalog.servicesAtAddress({ ...request, address }).catch(() => [] as readonly ServiceNode[]);
         const match = services[0];
         if (match !== undefined) reply.answers.push(ptr(`${match.Service.Service}.service.${match.Node.Datacenter}.${domain}`));
       }
@@ -592,14 +575,14 @@ export class DnsResolver {
 
   /** getResponseDomain: the longest suffix of the question that is one of our domains, in the question's case. */
   private responseDomain(questionName: string): string {
-    const labels = splitLabels(questionName);
-    let domain = this.options.domain;
-    for (let i = labels.length - 1; i >= 0; i--) {
-      const suffix = `${labels.slice(i).join('.')}.`;
-      const lower = suffix.toLowerCase();
-      if (lower === this.options.domain || lower === this.options.altDomain) domain = suffix;
+    const lower = questionName.toLowerCase();
+    for (const zone of this.zones) {
+      if (lower === zone) return questionName;
+      const cut = questionName.length - zone.length;
+      // The zone must start a label: after a dot that is not itself escaped ("a\.consul.").
+      if (lower.endsWith(zone) && questionName[cut - 1] === '.' && questionName[cut - 2] !== '\\') return questionName.slice(cut);
     }
-    return domain;
+    return this.options.domain;
   }
 
   /** trimDomain: the lower-cased name without our domain (the longer of the two, when both match). */
@@ -650,6 +633,13 @@ interface ServiceLookup {
   readonly datacenter: string;
   readonly service: string;
   readonly tag: string;
+}
+
+/** What a service answer is built for: the query's EDNS0, CNAME depth left, and how many answers can be used. */
+interface AnswerShape {
+  readonly hasEdns: boolean;
+  readonly depth: number;
+  readonly answersMax: number;
 }
 
 interface RecordPair {
@@ -827,6 +817,106 @@ function ipOfReverseName(name: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Private helpers: addresses and records
 
+/** Where an instance's records point (makeNodeServiceRecords' cases). */
+type AddressPlan =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'node'; readonly ip: ParsedIp }
+  | { readonly kind: 'ip'; readonly ip: ParsedIp }
+  | { readonly kind: 'hostname'; readonly name: string };
+
+const NO_ADDRESS: AddressPlan = { kind: 'none' };
+
+/** makeNodeServiceRecords' choice: the service address if it has one, else the node's; an IP, or a hostname to resolve. */
+function addressPlan(instance: CheckServiceNode, question: DnsQuestion): AddressPlan {
+  const accept = acceptFor(question.type);
+  const serviceAddress = translateServiceAddress(instance.Service, accept);
+  const nodeAddress = translateAddress(instance.Node, accept);
+  if (serviceAddress === '' && nodeAddress === '') return NO_ADDRESS;
+  const nodeIp = parseIp(nodeAddress);
+  if (serviceAddress === '' && nodeIp !== undefined) {
+    // A translated (tagged) node address is named by its IP, not by the node.
+    return instance.Node.Address !== nodeAddress ? { kind: 'ip', ip: nodeIp } : { kind: 'node', ip: nodeIp };
+  }
+  if (serviceAddress === '') return { kind: 'hostname', name: fqdn(nodeAddress) };
+  const serviceIp = parseIp(serviceAddress);
+  if (serviceIp !== undefined) return { kind: 'ip', ip: serviceIp };
+  // A service whose address is the very name asked for would answer itself: use the node's IP.
+  if (fqdn(serviceAddress) === question.name && nodeIp !== undefined) return { kind: 'node', ip: nodeIp };
+  return { kind: 'hostname', name: fqdn(serviceAddress) };
+}
+
+/** The healthy instances of one catalog answer, and whether any address among them is not an IP. */
+interface HealthyInstances {
+  readonly instances: readonly CheckServiceNode[];
+  readonly hasHostnames: boolean;
+}
+
+const NO_HOSTNAMES: ReadonlySet<string> = new Set();
+
+function hasHostnameAddress(instance: CheckServiceNode): boolean {
+  const { Node: node, Service: service } = instance;
+  const addresses = [node.Address, service.Address, ...Object.values(node.TaggedAddresses), ...Object.values(service.TaggedAddresses).map((tagged) => tagged.Address)];
+  return addresses.some((address) => address !== '' && parseIp(address) === undefined);
+}
+
+function hostnamesToResolve(instances: readonly CheckServiceNode[], question: DnsQuestion): Set<string> {
+  const hostnames = new Set<string>();
+  for (const instance of instances) {
+    const plan = addressPlan(instance, question);
+    if (plan.kind === 'hostname') hostnames.add(plan.name);
+  }
+  return hostnames;
+}
+
+/** What building one service answer needs besides the instance. */
+interface RecordContext {
+  readonly lookup: ServiceLookup;
+  readonly question: DnsQuestion;
+  readonly ttl: number;
+  /** resolveCNAME's records for each hostname address among the instances. */
+  readonly resolved: ReadonlyMap<string, readonly ResourceRecord[]>;
+  readonly hasEdns: boolean;
+  readonly responseDomain: string;
+}
+
+const NOTHING_RESOLVED: ReadonlyMap<string, readonly ResourceRecord[]> = new Map();
+
+/** makeNodeServiceRecords: the records for one instance (answers, and Additional for SRV). */
+function instanceRecords(context: RecordContext, instance: CheckServiceNode): RecordPair {
+  const { question, ttl, lookup } = context;
+  const plan = addressPlan(instance, question);
+  switch (plan.kind) {
+    case 'none':
+      return NO_RECORDS;
+    case 'hostname':
+      return hostnameRecords(context, instance, plan.name);
+    case 'node':
+    case 'ip': {
+      // makeRecordFromServiceNode / makeRecordFromIP: an SRV targets the node's name or
+      // `<hex ip>.addr.<dc>.<domain>`, with the address in Additional.
+      const address = addressRecord(question.type, plan.ip, ttl, question.name);
+      if (address === undefined) return NO_RECORDS;
+      if (question.type !== RR_TYPE.SRV) return { answers: [address], extra: [] };
+      const target = plan.kind === 'node' ? nodeFqdn(instance.Node.Node, lookup.datacenter, context.responseDomain) : `${hexOfIp(plan.ip)}.addr.${lookup.datacenter}.${context.responseDomain}`;
+      return { answers: [srvRecord(question.name, ttl, instance, target)], extra: [{ ...address, name: target }] };
+    }
+  }
+}
+
+/** makeRecordFromFQDN: a hostname address is a CNAME (or the SRV target) followed by what it resolved to. */
+function hostnameRecords(context: RecordContext, instance: CheckServiceNode, hostname: string): RecordPair {
+  const { question, ttl } = context;
+  const additional: ResourceRecord[] = [];
+  for (const record of context.resolved.get(hostname) ?? []) {
+    if (record.type !== RR_TYPE.CNAME && record.type !== RR_TYPE.A && record.type !== RR_TYPE.AAAA) continue;
+    additional.push({ ...record, ttl });
+    if (additional.length === CNAME_RECORDS_MAX && !context.hasEdns) break;
+  }
+  if (question.type === RR_TYPE.SRV) return { answers: [srvRecord(question.name, ttl, instance, hostname)], extra: additional };
+  const cname: ResourceRecord = { name: question.name, type: RR_TYPE.CNAME, class: RR_CLASS.IN, ttl, data: { kind: 'cname', target: hostname } };
+  return { answers: [cname, ...additional], extra: [] };
+}
+
 /** dnsutil.TranslateAddressAccept bits. */
 const ACCEPT_DOMAIN = 1;
 const ACCEPT_V4 = 2;
@@ -866,7 +956,21 @@ interface ParsedIp {
   readonly text: string;
 }
 
+/** Parsed addresses, reused across answers: a service lookup parses every instance's address. */
+const parsedIps = new Map<string, ParsedIp | null>();
+/** Entries kept in parsedIps before it is emptied (the catalog's distinct addresses usually fit). */
+const PARSED_IPS_MAX = 16_384;
+
 function parseIp(text: string): ParsedIp | undefined {
+  const cached = parsedIps.get(text);
+  if (cached !== undefined) return cached ?? undefined;
+  const parsed = parseIpUncached(text);
+  if (parsedIps.size >= PARSED_IPS_MAX) parsedIps.clear();
+  parsedIps.set(text, parsed ?? null);
+  return parsed;
+}
+
+function parseIpUncached(text: string): ParsedIp | undefined {
   const family = isIP(text);
   if (family === 4) return { bytes: Uint8Array.from(text.split('.'), Number), text };
   if (family !== 6) return undefined;
@@ -993,6 +1097,15 @@ function recordDataKey(data: RecordData): string {
   }
 }
 
+/** Fisher-Yates one step at a time: swaps a random one of items[i..] into place i and returns it. */
+function drawRandom<T>(items: T[], i: number, rng: Rng): T {
+  const j = i + Math.floor(rng() * (items.length - i));
+  const item = items[j] as T;
+  items[j] = items[i] as T;
+  items[i] = item;
+  return item;
+}
+
 function shuffle<T>(items: T[], rng: Rng): void {
   for (let i = items.length - 1; i > 0; i--) {
     const j = Math.floor(rng() * (i + 1));
@@ -1012,7 +1125,7 @@ function trimUdp(reply: DnsMessage, opt: ResourceRecord | undefined, udpAnswerLi
   let sizeMax = UDP_PAYLOAD_BYTES_DEFAULT;
   if (opt !== undefined && opt.class > sizeMax) sizeMax = opt.class;
   sizeMax = Math.min(sizeMax, UDP_PAYLOAD_BYTES_MAX);
-  const index = hasExtra ? indexByName(reply.additionals) : undefined;
+  const index = hasExtra ? new ExtraIndex(reply.additionals) : undefined;
   const answersMax = Math.min(UDP_ANSWERS_MAX, udpAnswerLimit);
   let isCompressedForSize = compress;
   if (sizeMax === UDP_PAYLOAD_BYTES_DEFAULT && answerCount > answersMax) {
@@ -1029,12 +1142,12 @@ function trimUdp(reply: DnsMessage, opt: ResourceRecord | undefined, udpAnswerLi
 function trimTcp(reply: DnsMessage, type: number, compress: boolean): boolean {
   const answersMax = type === RR_TYPE.SRV ? TCP_SRV_ANSWERS_MAX : TCP_ANSWERS_MAX;
   if (reply.answers.length > answersMax) reply.answers = reply.answers.slice(0, answersMax);
-  const index = reply.additionals.length > 0 ? indexByName(reply.additionals) : undefined;
+  const index = reply.additionals.length > 0 ? new ExtraIndex(reply.additionals) : undefined;
   return shrinkToFit(reply, TCP_REPLY_BYTES_MAX, TCP_REPLY_BYTES_MAX, index, compress);
 }
 
 /** The shared size loop: drop NS first, then answers (binary search when far over), keeping Additional in step. */
-function shrinkToFit(reply: DnsMessage, limit: number, searchLimit: number, index: Map<string, ResourceRecord> | undefined, compress: boolean): boolean {
+function shrinkToFit(reply: DnsMessage, limit: number, searchLimit: number, index: ExtraIndex | undefined, compress: boolean): boolean {
   let isTrimmed = false;
   while (reply.answers.length > 1 && messageLength(reply, compress) > limit) {
     isTrimmed = true;
@@ -1047,7 +1160,7 @@ function shrinkToFit(reply: DnsMessage, limit: number, searchLimit: number, inde
 }
 
 /** dnsBinaryTruncate: the number of answers that fits `sizeMax`, found by bisection. */
-function binaryTruncate(reply: DnsMessage, sizeMax: number, index: Map<string, ResourceRecord> | undefined, compress: boolean): number {
+function binaryTruncate(reply: DnsMessage, sizeMax: number, index: ExtraIndex | undefined, compress: boolean): number {
   const all = reply.answers;
   let low = 0;
   let high = all.length + 1;
@@ -1070,18 +1183,26 @@ function binaryTruncate(reply: DnsMessage, sizeMax: number, index: Map<string, R
   return low;
 }
 
-/** indexRRs: the first additional record of each (lower-cased) owner name. */
-function indexByName(records: readonly ResourceRecord[]): Map<string, ResourceRecord> {
-  const index = new Map<string, ResourceRecord>();
-  for (const record of records) {
-    const key = record.name.toLowerCase();
-    if (!index.has(key)) index.set(key, record);
+/** indexRRs: the first additional record of each (lower-cased) owner name, built only if trimming needs it. */
+class ExtraIndex {
+  private byName: Map<string, ResourceRecord> | undefined;
+
+  constructor(private readonly records: readonly ResourceRecord[]) {}
+
+  get(name: string): ResourceRecord | undefined {
+    if (this.byName === undefined) {
+      this.byName = new Map();
+      for (const record of this.records) {
+        const key = record.name.toLowerCase();
+        if (!this.byName.has(key)) this.byName.set(key, record);
+      }
+    }
+    return this.byName.get(name);
   }
-  return index;
 }
 
 /** syncExtra: Additional becomes exactly the records for the SRV targets left in Answer, following CNAMEs. */
-function syncExtra(index: Map<string, ResourceRecord>, reply: DnsMessage): void {
+function syncExtra(index: ExtraIndex, reply: DnsMessage): void {
   const extra: ResourceRecord[] = [];
   const resolved = new Set<string>();
   for (const answer of reply.answers) {
@@ -1103,9 +1224,24 @@ function syncExtra(index: Map<string, ResourceRecord>, reply: DnsMessage): void 
 function messageLength(reply: DnsMessage, compress: boolean): number {
   if (compress) return encodeMessage(reply, { compress: true }).length;
   let length = HEADER_BYTES;
-  for (const question of reply.questions) length += nameWireLength(question.name) + 4;
+  for (const question of reply.questions) length += nameLength(question.name) + 4;
   for (const section of [reply.answers, reply.authorities, reply.additionals]) {
-    for (const record of section) length += nameWireLength(record.name) + 10 + rdataLength(record.data);
+    for (const record of section) length += nameLength(record.name) + 10 + rdataLength(record.data);
+  }
+  return length;
+}
+
+/** Wire lengths of names measured before: answers repeat their owners and targets. */
+const nameLengths = new Map<string, number>();
+/** Names remembered in nameLengths before it is emptied. */
+const NAME_LENGTHS_MAX = 4_096;
+
+function nameLength(name: string): number {
+  let length = nameLengths.get(name);
+  if (length === undefined) {
+    length = nameWireLength(name);
+    if (nameLengths.size >= NAME_LENGTHS_MAX) nameLengths.clear();
+    nameLengths.set(name, length);
   }
   return length;
 }
@@ -1119,16 +1255,16 @@ function rdataLength(data: RecordData): number {
     case 'cname':
     case 'ns':
     case 'ptr':
-      return nameWireLength(data.target);
+      return nameLength(data.target);
     case 'srv':
-      return 6 + nameWireLength(data.target);
+      return 6 + nameLength(data.target);
     case 'txt':
       return data.strings.reduce((sum, text) => {
         const bytes = Buffer.byteLength(text);
         return sum + bytes + Math.max(1, Math.ceil(bytes / 255));
       }, 0);
     case 'soa':
-      return nameWireLength(data.mname) + nameWireLength(data.rname) + 20;
+      return nameLength(data.mname) + nameLength(data.rname) + 20;
     case 'opt':
       return data.options.reduce((sum, option) => sum + 4 + option.data.length, 0);
     case 'raw':

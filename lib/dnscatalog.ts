@@ -11,14 +11,16 @@
 // Service lookups are what resolvers send thousands of times a second, and they repeat: the
 // instances of one service are kept per (datacenter, service, tag) and reused until the next
 // commit to the state store (MemDb.sequence), so a burst of identical lookups costs one catalog
-// read. Any commit empties the cache, which keeps the rule simple and always correct.
+// read. Any commit empties the cache, which keeps the rule simple and always correct. Only stale
+// reads are remembered, and only served while this server is within max_stale of the leader:
+// otherwise the read goes through the query path, which asks the leader as Consul does.
 //
 // References: Consul agent/dns.go (lookupServiceNodes, lookupNode, handlePtr), agent/consul/
 // health_endpoint.go (ServiceNodes), catalog_endpoint.go (NodeServices, ListNodes, ServiceNodes).
 
 import * as catalog from './catalog.js';
 import type { EndpointDeps } from './endpoints.js';
-import type { DnsCatalog, DnsRead, DnsReadRequest } from './dns.js';
+import type { DnsCatalog, DnsReadRequest } from './dns.js';
 import { DnsLookupError } from './dns.js';
 import { HttpError } from './http.js';
 import type { ReadTxn } from './memdb.js';
@@ -37,9 +39,9 @@ export const DNS_SERVICE_CACHE_ENTRIES_MAX = 1_024;
 
 /** The catalog as a server agent's DNS interface sees it: its own state store. */
 export function localDnsCatalog(deps: EndpointDeps): DnsCatalog {
-  const cache = new Map<string, DnsRead<readonly catalog.CheckServiceNode[]>>();
+  const cache = new Map<string, readonly catalog.CheckServiceNode[]>();
   let cachedSequence = -1;
-  const read = <T>(request: DnsReadRequest, run: (txn: ReadTxn) => QueryResult<T>): Promise<DnsRead<T>> => {
+  const read = <T>(request: DnsReadRequest, run: (txn: ReadTxn) => QueryResult<T>): Promise<T> => {
     if (request.datacenter !== deps.config.datacenter) return Promise.reject(new DnsLookupError('ERR_NO_PATH', NO_PATH_TO_DATACENTER_TEXT));
     const options: QueryOptions = {
       minQueryIndex: 0,
@@ -50,9 +52,15 @@ export function localDnsCatalog(deps: EndpointDeps): DnsCatalog {
       token: '',
     };
     return blockingQuery(deps.query, options, NEVER_ABORTED, run).then(
-      (reply) => ({ value: reply.value, lastContactMs: reply.meta.lastContactMs }),
+      (reply) => reply.value,
       (error: unknown) => Promise.reject(toLookupError(error)),
     );
+  };
+  /** A remembered answer is as good as a new stale read while this server is within max_stale of the leader. */
+  const isFreshEnough = (request: DnsReadRequest): boolean => {
+    if (!request.allowStale) return false;
+    const { server } = deps.query;
+    return server.isLeader || (server.lastContactMs !== undefined && server.lastContactMs <= request.maxStaleMs);
   };
   return {
     serviceNodes(request) {
@@ -61,13 +69,13 @@ export function localDnsCatalog(deps: EndpointDeps): DnsCatalog {
         cache.clear();
         cachedSequence = sequence;
       }
-      const key = `${request.datacenter}\x00${request.service}\x00${request.tag}\x00${request.allowStale ? 1 : 0}`;
-      const cached = cache.get(key);
-      if (cached !== undefined) return Promise.resolve(cached);
+      const key = `${request.datacenter}\x00${request.service}\x00${request.tag}`;
+      const cached = isFreshEnough(request) ? cache.get(key) : undefined;
+      if (cached !== undefined) return cached;
       const tags = request.tag === '' ? {} : { tags: [request.tag] };
-      return read(request, (txn) => catalog.checkServiceNodes(txn, request.service, tags)).then((result) => {
-        if (deps.query.state.db.sequence === sequence && cache.size < DNS_SERVICE_CACHE_ENTRIES_MAX) cache.set(key, result);
-        return result;
+      return read(request, (txn) => catalog.checkServiceNodes(txn, request.service, tags)).then((instances) => {
+        if (request.allowStale && deps.query.state.db.sequence === sequence && cache.size < DNS_SERVICE_CACHE_ENTRIES_MAX) cache.set(key, instances);
+        return instances;
       });
     },
     node(request) {

@@ -225,6 +225,7 @@ export function decodeQuery(bytes: Uint8Array): { header: DnsHeader; questions: 
 export function encodeMessage(message: DnsMessage, options?: { compress?: boolean }): Uint8Array {
   isCompressing = options?.compress ?? true;
   resetSuffixes();
+  lastTargetName = '';
   at = 0;
   const { header } = message;
   assert(Number.isInteger(header.rcode) && header.rcode >= 0 && header.rcode <= 0xfff, 'rcode is 12 bits');
@@ -628,6 +629,9 @@ const slotHashes = new Int32Array(SUFFIX_SLOTS);
 const slotOffsets = new Int32Array(SUFFIX_SLOTS);
 let generation = 0;
 const suffixHashes = new Int32Array(NAME_LABELS_MAX);
+/** The last name written where a pointer may aim, and its offset: repeats become one pointer. */
+let lastTargetName = '';
+let lastTargetOffset = 0;
 const HASH_BASIS = 0x811c9dc5 | 0;
 const HASH_PRIME = 0x01000193;
 /** RFC 4343: only ASCII letters fold. */
@@ -765,6 +769,19 @@ function writeCharacterStrings(text: string): void {
  * in full become pointer targets when `isTarget` and they start within pointer range.
  */
 function writeName(name: string, isCompressed: boolean, isTarget: boolean): void {
+  // The same text as the last pointer target (every answer's owner is the question's name):
+  // a pointer to where it starts, without parsing it again.
+  if (isCompressed && name === lastTargetName && lastTargetOffset <= POINTER_OFFSET_MAX) {
+    if (at + 2 > DNS_MESSAGE_BYTES_MAX) fail('ERR_MESSAGE_TOO_BIG', `message over ${DNS_MESSAGE_BYTES_MAX} bytes`);
+    out[at] = 0xc0 | (lastTargetOffset >>> 8);
+    out[at + 1] = lastTargetOffset & 0xff;
+    at += 2;
+    return;
+  }
+  if (isCompressed && isTarget) {
+    lastTargetName = name;
+    lastTargetOffset = at;
+  }
   const end = parseNameInto(name, out, at) + at;
   if (!isCompressed || labelCount === 0) {
     if (end > DNS_MESSAGE_BYTES_MAX) fail('ERR_MESSAGE_TOO_BIG', `message over ${DNS_MESSAGE_BYTES_MAX} bytes`);

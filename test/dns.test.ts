@@ -80,9 +80,9 @@ function fakeCatalog(fixture: Fixture, failure?: DnsLookupError): DnsCatalog {
     if (failure) throw failure;
     if (datacenter !== 'dc1') throw new DnsLookupError('ERR_NO_PATH', 'No path to datacenter');
   };
-  const read = async <T>(datacenter: string, value: () => T) => {
+  const read = async <T>(datacenter: string, value: () => T): Promise<T> => {
     local(datacenter);
-    return { value: value(), lastContactMs: 0 };
+    return value();
   };
   return {
     serviceNodes: (r) => read(r.datacenter, () => fixture.instances.filter((i) => i.Service.Service === r.service && (r.tag === '' || i.Service.Tags.some((t) => t.toLowerCase() === r.tag.toLowerCase())))),
