@@ -124,6 +124,8 @@ export type DnsReply = Uint8Array | undefined;
 // ---------------------------------------------------------------------------------------------
 // Limits
 
+/** Query names remembered by parsedName before the memory is emptied. */
+export const PARSED_NAMES_MAX = 4_096;
 /** Consul's maxUDPAnswerLimit: udp_answer_limit is capped to this many answers on plain UDP. */
 export const UDP_ANSWERS_MAX = 8;
 /** RFC 1035's UDP payload without EDNS0 (Consul's defaultMaxUDPSize). */
@@ -158,6 +160,8 @@ export class DnsResolver {
   private readonly options: DnsResolverOptions;
   /** The healthy instances of each catalog answer (a copy is shuffled per query). */
   private readonly healthyOf = new WeakMap<readonly CheckServiceNode[], HealthyInstances>();
+  /** parsedName's memory (null: a name that is not a Consul lookup). */
+  private readonly parsedNames = new Map<string, ParsedName | null>();
   /** Zones we answer for, longest first, so that the most specific one wins (miekg's ServeMux). */
   private readonly zones: readonly string[];
 
@@ -171,7 +175,7 @@ export class DnsResolver {
    * One wire message in, one wire message out (or undefined: the message is not answered, as
    * miekg ignores responses and runts).
    */
-  async answerBytes(bytes: Uint8Array, transport: DnsTransport): Promise<DnsReply> {
+  answerBytes(bytes: Uint8Array, transport: DnsTransport): MaybePromise<DnsReply> {
     const early = screenMessage(bytes);
     if (early !== 'accept') return early;
     let query: ReturnType<typeof decodeQuery>;
@@ -183,19 +187,38 @@ export class DnsResolver {
     }
     const question = query.questions[0];
     assert.ok(question !== undefined, 'screenMessage admitted exactly one question');
+    const { header } = query;
+    // Answers from memory are computed without a promise; only catalog reads, hostname
+    // resolution and recursion wait.
     try {
-      const reply = await this.answer(query.header, question, query.opt, transport, bytes);
-      return reply instanceof Uint8Array ? reply : encodeMessage(reply, { compress: !this.options.config.disableCompression });
+      const reply = this.answer(header, question, query.opt, transport, bytes);
+      if (reply instanceof Promise) return reply.then((message) => this.encodeReply(header, question, message), (error: unknown) => this.failedReply(header, question, error));
+      return this.encodeReply(header, question, reply);
     } catch (error) {
-      this.options.logger.error('failed to answer DNS query', { question: question.name, type: question.type, error: String(error) });
-      const reply = replyTo({ header: query.header, questions: [question] });
-      reply.header.rcode = RCODE.SERVFAIL;
-      return encodeMessage(reply, { compress: false });
+      return this.failedReply(header, question, error);
     }
   }
 
+  private encodeReply(header: DnsHeader, question: DnsQuestion, reply: DnsMessage | Uint8Array): Uint8Array {
+    if (reply instanceof Uint8Array) return reply;
+    try {
+      return encodeMessage(reply, { compress: !this.options.config.disableCompression });
+    } catch (error) {
+      // A catalog name that cannot be a DNS name (a label over 63 bytes) fails the whole answer.
+      return this.failedReply(header, question, error);
+    }
+  }
+
+  /** SERVFAIL for a query we failed to answer (logged: it is our fault or the catalog's, not the client's). */
+  private failedReply(header: DnsHeader, question: DnsQuestion, error: unknown): Uint8Array {
+    this.options.logger.error('failed to answer DNS query', { question: question.name, type: question.type, error: String(error) });
+    const reply = replyTo({ header, questions: [question] });
+    reply.header.rcode = RCODE.SERVFAIL;
+    return encodeMessage(reply, { compress: false });
+  }
+
   /** The reply to one question (already screened and decoded); raw bytes when relayed from a recursor. */
-  async answer(header: DnsHeader, question: DnsQuestion, opt: ResourceRecord | undefined, transport: DnsTransport, raw: Uint8Array): Promise<DnsMessage | Uint8Array> {
+  answer(header: DnsHeader, question: DnsQuestion, opt: ResourceRecord | undefined, transport: DnsTransport, raw: Uint8Array): MaybePromise<DnsMessage | Uint8Array> {
     const name = question.name.toLowerCase();
     const zone = this.zones.find((candidate) => isWithin(name, candidate));
     if (zone !== undefined) return this.handleQuery(header, question, opt, transport);
@@ -209,48 +232,51 @@ export class DnsResolver {
 
   // -- Names in our domain ---------------------------------------------------------------------
 
-  private async handleQuery(header: DnsHeader, question: DnsQuestion, opt: ResourceRecord | undefined, transport: DnsTransport): Promise<DnsMessage> {
+  private handleQuery(header: DnsHeader, question: DnsQuestion, opt: ResourceRecord | undefined, transport: DnsTransport): MaybePromise<DnsMessage> {
     const { config } = this.options;
     const reply = this.newReply(header, question);
+    const finish = (): DnsMessage => {
+      appendEdns(opt, reply);
+      const isTrimmed = transport === 'udp' ? trimUdp(reply, opt, config.udpAnswerLimit, !config.disableCompression) : trimTcp(reply, question.type, !config.disableCompression);
+      if (isTrimmed && config.enableTruncate) reply.header.isTruncated = true;
+      return reply;
+    };
     switch (question.type) {
-      case RR_TYPE.SOA: {
-        const { ns, glue } = await this.nameservers(question.name);
-        reply.answers.push(this.soaRecord(question.name));
-        reply.authorities.push(...ns);
-        reply.additionals.push(...glue);
-        break;
-      }
-      case RR_TYPE.NS: {
-        const { ns, glue } = await this.nameservers(question.name);
-        reply.answers.push(...ns);
-        reply.additionals.push(...glue);
-        break;
-      }
+      case RR_TYPE.SOA:
+        return this.nameservers(question.name).then(({ ns, glue }) => {
+          reply.answers.push(this.soaRecord(question.name));
+          reply.authorities.push(...ns);
+          reply.additionals.push(...glue);
+          return finish();
+        });
+      case RR_TYPE.NS:
+        return this.nameservers(question.name).then(({ ns, glue }) => {
+          reply.answers.push(...ns);
+          reply.additionals.push(...glue);
+          return finish();
+        });
       case RR_TYPE.AXFR:
         reply.header.rcode = RCODE.NOTIMP;
-        break;
+        return finish();
       default: {
         // Plain UDP keeps at most min(udp_answer_limit, 8) answers: build one more than that (so
         // trimming still sees that there were more), not one per instance.
         const answersMax = transport === 'udp' && opt === undefined ? Math.min(UDP_ANSWERS_MAX, config.udpAnswerLimit) + 1 : Infinity;
-        const outcome = await this.dispatch(question, opt !== undefined, CNAME_DEPTH_MAX, answersMax, reply);
-        reply.header.rcode = rcodeOf(outcome);
-        if (outcome === 'nxdomain' || outcome === 'nodata') reply.authorities.push(this.soaRecord(question.name));
+        return andThen(this.dispatch(question, opt !== undefined, CNAME_DEPTH_MAX, answersMax, reply), (outcome) => {
+          reply.header.rcode = rcodeOf(outcome);
+          if (outcome === 'nxdomain' || outcome === 'nodata') reply.authorities.push(this.soaRecord(question.name));
+          return finish();
+        });
       }
     }
-    appendEdns(opt, reply);
-    const isTrimmed = transport === 'udp' ? trimUdp(reply, opt, config.udpAnswerLimit, !config.disableCompression) : trimTcp(reply, question.type, !config.disableCompression);
-    if (isTrimmed && config.enableTruncate) reply.header.isTruncated = true;
-    return reply;
   }
 
   /**
    * Consul's dispatch: scans the labels right to left for the kind of lookup and answers it into
    * `reply`. Returns what the rcode should say.
    */
-  private async dispatch(question: DnsQuestion, hasEdns: boolean, depth: number, answersMax: number, reply: DnsMessage): Promise<Outcome> {
-    const labels = splitLabels(this.trimDomain(question.name.toLowerCase()));
-    const parsed = parseQueryName(labels, question.type);
+  private dispatch(question: DnsQuestion, hasEdns: boolean, depth: number, answersMax: number, reply: DnsMessage): MaybePromise<Outcome> {
+    const parsed = this.parsedName(question);
     if (parsed === undefined) return this.invalid(question);
     const { kind, parts, suffixes } = parsed;
     switch (kind) {
@@ -291,25 +317,31 @@ export class DnsResolver {
     return 'nxdomain';
   }
 
-  private async serviceLookup(lookup: ServiceLookup, question: DnsQuestion, shape: AnswerShape, reply: DnsMessage): Promise<Outcome> {
-    let healthy: HealthyInstances;
+  private serviceLookup(lookup: ServiceLookup, question: DnsQuestion, shape: AnswerShape, reply: DnsMessage): MaybePromise<Outcome> {
+    let found: MaybePromise<HealthyInstances>;
     try {
-      const found = this.healthyInstances(lookup);
-      healthy = found instanceof Promise ? await found : found;
+      found = this.healthyInstances(lookup);
     } catch (error) {
       return lookupFailure(error);
     }
+    if (found instanceof Promise) return found.then((healthy) => this.serviceAnswer(lookup, healthy, question, shape, reply), lookupFailure);
+    return this.serviceAnswer(lookup, found, question, shape, reply);
+  }
+
+  private serviceAnswer(lookup: ServiceLookup, healthy: HealthyInstances, question: DnsQuestion, shape: AnswerShape, reply: DnsMessage): MaybePromise<Outcome> {
     const instances = healthy.instances.slice();
     if (instances.length === 0) return 'nxdomain';
     const ttl = serviceTtlSeconds(this.options.config, lookup.service);
     // Hostname addresses are resolved first (Consul resolves them for every instance), so that
     // building the records is synchronous: with IP addresses only, the usual case, nothing waits.
     const hostnames = healthy.hasHostnames ? hostnamesToResolve(instances, question) : NO_HOSTNAMES;
-    const resolved = hostnames.size === 0 ? NOTHING_RESOLVED : await this.resolveAll(hostnames, shape.depth);
-    const context: RecordContext = { lookup, question, ttl, resolved, hasEdns: shape.hasEdns, responseDomain: this.responseDomain(question.name) };
-    if (question.type === RR_TYPE.SRV) this.addServiceSrvRecords(context, instances, shape.answersMax, reply);
-    else this.addServiceNodeRecords(context, instances, shape.answersMax, reply);
-    return reply.answers.length === 0 ? 'nodata' : 'ok';
+    const build = (resolved: ReadonlyMap<string, readonly ResourceRecord[]>): Outcome => {
+      const context: RecordContext = { lookup, question, ttl, resolved, hasEdns: shape.hasEdns, responseDomain: this.responseDomain(question.name) };
+      if (question.type === RR_TYPE.SRV) this.addServiceSrvRecords(context, instances, shape.answersMax, reply);
+      else this.addServiceNodeRecords(context, instances, shape.answersMax, reply);
+      return reply.answers.length === 0 ? 'nodata' : 'ok';
+    };
+    return hostnames.size === 0 ? build(NOTHING_RESOLVED) : this.resolveAll(hostnames, shape.depth).then(build);
   }
 
   private async resolveAll(hostnames: ReadonlySet<string>, depth: number): Promise<Map<string, ResourceRecord[]>> {
@@ -352,8 +384,10 @@ export class DnsResolver {
       const { answers } = instanceRecords(context, drawRandom(instances, i, this.options.rng));
       const head = answers[0];
       if (head === undefined) continue;
-      // A node can run one service several times on the same address: one record each.
-      const key = recordKey(head);
+      // A node can run one service several times on the same address: one record each. Heads
+      // share owner and TTL here, and A/AAAA addresses, CNAME targets (ending in a dot) never
+      // collide, so the record's data names it (Consul compares the whole RR text).
+      const key = headKey(head);
       if (seen.has(key)) continue;
       seen.add(key);
       if (head.type === RR_TYPE.CNAME) {
@@ -585,6 +619,19 @@ export class DnsResolver {
     return this.options.domain;
   }
 
+  /** The question's name split into kind, parts and suffixes; remembered, as resolvers ask the same names again and again. */
+  private parsedName(question: DnsQuestion): ParsedName | undefined {
+    const isSrv = question.type === RR_TYPE.SRV;
+    const key = isSrv ? `S${question.name}` : question.name;
+    let parsed = this.parsedNames.get(key);
+    if (parsed === undefined) {
+      parsed = parseQueryName(splitLabels(this.trimDomain(question.name.toLowerCase())), question.type) ?? null;
+      if (this.parsedNames.size >= PARSED_NAMES_MAX) this.parsedNames.clear();
+      this.parsedNames.set(key, parsed);
+    }
+    return parsed ?? undefined;
+  }
+
   /** trimDomain: the lower-cased name without our domain (the longer of the two, when both match). */
   private trimDomain(name: string): string {
     const [longer, shorter] = this.options.altDomain.length > this.options.domain.length ? [this.options.altDomain, this.options.domain] : [this.options.domain, this.options.altDomain || '.'];
@@ -678,9 +725,12 @@ function screenMessage(bytes: Uint8Array): 'accept' | DnsReply {
   if ((flags & 0x8000) !== 0) return undefined;
   const opcode = (flags >> 11) & 0xf;
   if (opcode !== OPCODE.QUERY && opcode !== OPCODE.NOTIFY) return formatErrorReply(bytes, RCODE.NOTIMP);
-  const count = (at: number): number => ((bytes[at] ?? 0) << 8) | (bytes[at + 1] ?? 0);
-  if (count(4) !== 1 || count(6) > 1 || count(8) > 1 || count(10) > 2) return formatErrorReply(bytes, RCODE.FORMERR);
+  if (readU16(bytes, 4) !== 1 || readU16(bytes, 6) > 1 || readU16(bytes, 8) > 1 || readU16(bytes, 10) > 2) return formatErrorReply(bytes, RCODE.FORMERR);
   return 'accept';
+}
+
+function readU16(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] ?? 0) << 8) | (bytes[at + 1] ?? 0);
 }
 
 /** The reply to a message we refuse to read: its ID, QR, the opcode for NOTIMP (QUERY otherwise), the rcode, no sections. */
@@ -703,6 +753,11 @@ function appendEdns(opt: ResourceRecord | undefined, reply: DnsMessage): void {
     options.push({ code: EDNS_CLIENT_SUBNET, data });
   }
   reply.additionals.push({ name: '.', type: RR_TYPE.OPT, class: opt.class, ttl: 0, data: { kind: 'opt', options } });
+}
+
+/** Runs `next` on a value now, or when it arrives. */
+function andThen<T, U>(value: MaybePromise<T>, next: (value: T) => MaybePromise<U>): MaybePromise<U> {
+  return value instanceof Promise ? value.then(next) : next(value);
 }
 
 function rcodeOf(outcome: Outcome): number {
@@ -755,7 +810,14 @@ type QueryKind = 'service' | 'connect' | 'virtual' | 'ingress' | 'node' | 'query
 const QUERY_KINDS: ReadonlySet<string> = new Set<QueryKind>(['service', 'connect', 'virtual', 'ingress', 'node', 'query', 'addr']);
 
 /** The rightmost kind label splits the name; an SRV question may leave out `.service` (RFC 2782 form). */
-function parseQueryName(labels: readonly string[], type: number): { kind: QueryKind; parts: string[]; suffixes: string[] } | undefined {
+/** A query name taken apart: the lookup kind, the labels before it and the labels after it. */
+interface ParsedName {
+  readonly kind: QueryKind;
+  readonly parts: readonly string[];
+  readonly suffixes: readonly string[];
+}
+
+function parseQueryName(labels: readonly string[], type: number): ParsedName | undefined {
   for (let i = labels.length - 1; i >= 0; i--) {
     const label = labels[i] ?? '';
     if (QUERY_KINDS.has(label)) return { kind: label as QueryKind, parts: labels.slice(0, i), suffixes: labels.slice(i + 1) };
@@ -1070,30 +1132,17 @@ function secondsOf(ms: number): number {
   return Math.min(Math.floor(ms / 1000), 0xffffffff);
 }
 
-/** Identity of a record for de-duplication (miekg's RR String: name, TTL, class, type, data). */
-function recordKey(record: ResourceRecord): string {
-  return `${record.name}\x00${record.ttl}\x00${record.type}\x00${recordDataKey(record.data)}`;
-}
-
-function recordDataKey(data: RecordData): string {
+/** The identity of an answer's first record among the heads of one service answer (see addServiceNodeRecords). */
+function headKey(record: ResourceRecord): string {
+  const { data } = record;
   switch (data.kind) {
     case 'a':
     case 'aaaa':
       return data.address;
     case 'cname':
-    case 'ns':
-    case 'ptr':
       return data.target;
-    case 'srv':
-      return `${data.priority} ${data.weight} ${data.port} ${data.target}`;
-    case 'txt':
-      return data.strings.join('\x00');
-    case 'soa':
-      return `${data.mname} ${data.rname} ${data.serial}`;
-    case 'opt':
-      return 'opt';
-    case 'raw':
-      return Buffer.from(data.bytes).toString('hex');
+    default:
+      return `${record.type}\x00${JSON.stringify(data)}`;
   }
 }
 
@@ -1282,12 +1331,17 @@ const TCP_BUFFERED_BYTES_MAX = 2 * (2 + 65_535);
 function bindUdp(host: string, port: number, resolver: DnsResolver, logger: Logger): Promise<UdpSocket> {
   const socket = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', reuseAddr: false });
   socket.on('message', (message, remote) => {
-    resolver.answerBytes(message, 'udp').then(
-      (reply) => {
-        if (reply !== undefined) socket.send(reply, remote.port, remote.address);
-      },
-      (error: unknown) => logger.error('DNS query failed', { error: String(error), client: `${remote.address}:${remote.port}` }),
-    );
+    const send = (reply: DnsReply): void => {
+      if (reply !== undefined) socket.send(reply, remote.port, remote.address);
+    };
+    const fail = (error: unknown): void => logger.error('DNS query failed', { error: String(error), client: `${remote.address}:${remote.port}` });
+    try {
+      const reply = resolver.answerBytes(message, 'udp');
+      if (reply instanceof Promise) reply.then(send, fail);
+      else send(reply);
+    } catch (error) {
+      fail(error);
+    }
   });
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
@@ -1344,7 +1398,7 @@ function serveTcpConnection(socket: Socket, resolver: DnsResolver, logger: Logge
     buffered = buffered.subarray(2 + length);
     isBusy = true;
     served++;
-    resolver.answerBytes(message, 'tcp').then(
+    Promise.resolve(message).then((query) => resolver.answerBytes(query, 'tcp')).then(
       (reply) => {
         isBusy = false;
         if (socket.destroyed) return;
