@@ -160,6 +160,8 @@ export class DnsResolver {
   private readonly options: DnsResolverOptions;
   /** The healthy instances of each catalog answer (a copy is shuffled per query). */
   private readonly healthyOf = new WeakMap<readonly CheckServiceNode[], HealthyInstances>();
+  /** SRV target names per response domain and datacenter, per node record (records are replaced, not changed, on writes). */
+  private readonly nodeTargets = new Map<string, WeakMap<NodeRecord, string>>();
   /** parsedName's memory (null: a name that is not a Consul lookup). */
   private readonly parsedNames = new Map<string, ParsedName | null>();
   /** Zones we answer for, longest first, so that the most specific one wins (miekg's ServeMux). */
@@ -336,8 +338,10 @@ export class DnsResolver {
     // building the records is synchronous: with IP addresses only, the usual case, nothing waits.
     const hostnames = healthy.hasHostnames ? hostnamesToResolve(instances, question) : NO_HOSTNAMES;
     const build = (resolved: ReadonlyMap<string, readonly ResourceRecord[]>): Outcome => {
-      const context: RecordContext = { lookup, question, ttl, resolved, hasEdns: shape.hasEdns, responseDomain: this.responseDomain(question.name) };
-      if (question.type === RR_TYPE.SRV) this.addServiceSrvRecords(context, instances, shape.answersMax, reply);
+      const responseDomain = this.responseDomain(question.name);
+      const nodeTarget = (node: NodeRecord): string => this.nodeTarget(node, lookup.datacenter, responseDomain);
+      const context: RecordContext = { lookup, question, ttl, resolved, hasEdns: shape.hasEdns, responseDomain, nodeTarget };
+      if (question.type === RR_TYPE.SRV) this.addServiceSrvRecords(context, instances, healthy.hasRepeatedEndpoints, shape.answersMax, reply);
       else this.addServiceNodeRecords(context, instances, shape.answersMax, reply);
       return reply.answers.length === 0 ? 'nodata' : 'ok';
     };
@@ -366,7 +370,7 @@ export class DnsResolver {
     let healthy = this.healthyOf.get(instances);
     if (healthy === undefined) {
       const kept = instances.filter((instance) => isHealthy(instance, this.options.config.onlyPassing));
-      healthy = { instances: kept, hasHostnames: kept.some(hasHostnameAddress) };
+      healthy = { instances: kept, hasHostnames: kept.some(hasHostnameAddress), hasRepeatedEndpoints: new Set(kept.map(endpointKey)).size < kept.length };
       this.healthyOf.set(instances, healthy);
     }
     return healthy;
@@ -402,17 +406,19 @@ export class DnsResolver {
   }
 
   /** addServiceSRVRecordsToMessage: one SRV per distinct node:address:port, targets' records in Additional. */
-  private addServiceSrvRecords(context: RecordContext, instances: CheckServiceNode[], answersMax: number, reply: DnsMessage): void {
-    const seen = new Set<string>();
+  private addServiceSrvRecords(context: RecordContext, instances: CheckServiceNode[], hasRepeatedEndpoints: boolean, answersMax: number, reply: DnsMessage): void {
+    const seen = hasRepeatedEndpoints ? new Set<string>() : undefined;
     for (let i = 0; i < instances.length && reply.answers.length < answersMax; i++) {
       const instance = drawRandom(instances, i, this.options.rng);
-      const tuple = `${instance.Node.Node}:${translateServiceAddress(instance.Service, ACCEPT_ANY)}:${instance.Service.Port}`;
-      if (seen.has(tuple)) continue;
-      seen.add(tuple);
+      if (seen !== undefined) {
+        const key = endpointKey(instance);
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
       const { answers, extra } = instanceRecords(context, instance);
       for (const answer of answers) reply.answers.push(answer);
       for (const record of extra) reply.additionals.push(record);
-      if (this.options.config.enableAdditionalNodeMetaTxt && Object.keys(instance.Node.Meta).length > 0) {
+      if (this.options.config.enableAdditionalNodeMetaTxt && hasAnyKey(instance.Node.Meta)) {
         reply.additionals.push(...nodeMetaTxt(nodeFqdn(instance.Node.Node, context.lookup.datacenter, context.responseDomain), instance.Node, context.ttl));
       }
     }
@@ -617,6 +623,22 @@ export class DnsResolver {
       if (lower.endsWith(zone) && questionName[cut - 1] === '.' && questionName[cut - 2] !== '\\') return questionName.slice(cut);
     }
     return this.options.domain;
+  }
+
+  private nodeTarget(node: NodeRecord, datacenter: string, responseDomain: string): string {
+    const scope = datacenter === this.options.datacenter ? responseDomain : `${datacenter}\x00${responseDomain}`;
+    let targets = this.nodeTargets.get(scope);
+    if (targets === undefined) {
+      if (this.nodeTargets.size >= PARSED_NAMES_MAX) this.nodeTargets.clear();
+      targets = new WeakMap();
+      this.nodeTargets.set(scope, targets);
+    }
+    let target = targets.get(node);
+    if (target === undefined) {
+      target = nodeFqdn(node.Node, datacenter, responseDomain);
+      targets.set(node, target);
+    }
+    return target;
   }
 
   /** The question's name split into kind, parts and suffixes; remembered, as resolvers ask the same names again and again. */
@@ -911,6 +933,13 @@ function addressPlan(instance: CheckServiceNode, question: DnsQuestion): Address
 interface HealthyInstances {
   readonly instances: readonly CheckServiceNode[];
   readonly hasHostnames: boolean;
+  /** Whether two instances share node, address and port (SRV answers keep one of each). */
+  readonly hasRepeatedEndpoints: boolean;
+}
+
+/** addServiceSRVRecordsToMessage's de-duplication key: node, translated address, port. */
+function endpointKey(instance: CheckServiceNode): string {
+  return `${instance.Node.Node}:${translateServiceAddress(instance.Service, ACCEPT_ANY)}:${instance.Service.Port}`;
 }
 
 const NO_HOSTNAMES: ReadonlySet<string> = new Set();
@@ -919,6 +948,12 @@ function hasHostnameAddress(instance: CheckServiceNode): boolean {
   const { Node: node, Service: service } = instance;
   const addresses = [node.Address, service.Address, ...Object.values(node.TaggedAddresses), ...Object.values(service.TaggedAddresses).map((tagged) => tagged.Address)];
   return addresses.some((address) => address !== '' && parseIp(address) === undefined);
+}
+
+/** Whether an object has an own enumerable key, without building the key list. */
+function hasAnyKey(object: Readonly<Record<string, string>>): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return true;
+  return false;
 }
 
 function hostnamesToResolve(instances: readonly CheckServiceNode[], question: DnsQuestion): Set<string> {
@@ -939,6 +974,8 @@ interface RecordContext {
   readonly resolved: ReadonlyMap<string, readonly ResourceRecord[]>;
   readonly hasEdns: boolean;
   readonly responseDomain: string;
+  /** `<node>.node.<dc>.<response domain>`, the SRV target for a node. */
+  nodeTarget(node: NodeRecord): string;
 }
 
 const NOTHING_RESOLVED: ReadonlyMap<string, readonly ResourceRecord[]> = new Map();
@@ -956,11 +993,14 @@ function instanceRecords(context: RecordContext, instance: CheckServiceNode): Re
     case 'ip': {
       // makeRecordFromServiceNode / makeRecordFromIP: an SRV targets the node's name or
       // `<hex ip>.addr.<dc>.<domain>`, with the address in Additional.
-      const address = addressRecord(question.type, plan.ip, ttl, question.name);
-      if (address === undefined) return NO_RECORDS;
-      if (question.type !== RR_TYPE.SRV) return { answers: [address], extra: [] };
-      const target = plan.kind === 'node' ? nodeFqdn(instance.Node.Node, lookup.datacenter, context.responseDomain) : `${hexOfIp(plan.ip)}.addr.${lookup.datacenter}.${context.responseDomain}`;
-      return { answers: [srvRecord(question.name, ttl, instance, target)], extra: [{ ...address, name: target }] };
+      if (question.type !== RR_TYPE.SRV) {
+        const address = addressRecord(question.type, plan.ip, ttl, question.name);
+        return address === undefined ? NO_RECORDS : { answers: [address], extra: [] };
+      }
+      const target = plan.kind === 'node' ? context.nodeTarget(instance.Node) : `${hexOfIp(plan.ip)}.addr.${lookup.datacenter}.${context.responseDomain}`;
+      const address = addressRecord(question.type, plan.ip, ttl, target);
+      assert.ok(address !== undefined, 'an SRV answer takes addresses of either family');
+      return { answers: [srvRecord(question.name, ttl, instance, target)], extra: [address] };
     }
   }
 }
@@ -1232,6 +1272,9 @@ function binaryTruncate(reply: DnsMessage, sizeMax: number, index: ExtraIndex | 
   return low;
 }
 
+/** Additional sections up to this size are searched in place rather than indexed. */
+const EXTRA_SCAN_MAX = 32;
+
 /** indexRRs: the first additional record of each (lower-cased) owner name, built only if trimming needs it. */
 class ExtraIndex {
   private byName: Map<string, ResourceRecord> | undefined;
@@ -1239,6 +1282,10 @@ class ExtraIndex {
   constructor(private readonly records: readonly ResourceRecord[]) {}
 
   get(name: string): ResourceRecord | undefined {
+    if (this.records.length <= EXTRA_SCAN_MAX) {
+      for (const record of this.records) if (record.name === name || record.name.toLowerCase() === name) return record;
+      return undefined;
+    }
     if (this.byName === undefined) {
       this.byName = new Map();
       for (const record of this.records) {
