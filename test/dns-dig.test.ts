@@ -6,10 +6,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { decodeMessage, encodeMessage, OPCODE, RCODE, RR_CLASS, RR_TYPE } from '../lib/dnswire.js';
 import { freePort, gossipPortArgs, waitFor } from './support.js';
 
 const projectRoot = resolve(import.meta.dirname, '..');
@@ -198,5 +201,58 @@ describe('dig against a running agent', () => {
 
   test('names outside the domain are refused without recursors', () => {
     assert.equal(dig('example.com', 'A').status, 'REFUSED');
+  });
+
+  test('malformed datagrams get FORMERR or nothing, and the agent keeps answering', async () => {
+    const socket = createSocket('udp4');
+    const replies: Buffer[] = [];
+    socket.on('message', (message) => replies.push(message));
+    await new Promise<void>((resolveBind) => socket.bind(0, '127.0.0.1', resolveBind));
+    try {
+      const send = (bytes: Uint8Array) => new Promise<void>((resolveSend, rejectSend) => socket.send(bytes, dnsPort, '127.0.0.1', (error) => (error ? rejectSend(error) : resolveSend())));
+      await send(Uint8Array.from([1, 2, 3, 4, 5])); // a runt: ignored
+      await send(Uint8Array.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f, 0x61])); // a label running off the end
+      const reply = await waitFor('the FORMERR answer', () => replies[0]);
+      const message = decodeMessage(reply);
+      assert.equal(message.header.id, 0x1234);
+      assert.equal(message.header.rcode, RCODE.FORMERR);
+      assert.equal(replies.length, 1, 'the runt got no answer');
+    } finally {
+      socket.close();
+    }
+    assert.equal(dig('db-1.node.consul', 'A').answer[0]?.[4], '10.0.1.1');
+  });
+
+  test('over TCP, a malformed message gets FORMERR and the connection goes on', async () => {
+    const query = encodeMessage({
+      header: { id: 7, isResponse: false, opcode: OPCODE.QUERY, isAuthoritative: false, isTruncated: false, isRecursionDesired: true, isRecursionAvailable: false, isAuthenticData: false, isCheckingDisabled: false, rcode: 0 },
+      questions: [{ name: 'db-1.node.consul.', type: RR_TYPE.A, class: RR_CLASS.IN }],
+      answers: [],
+      authorities: [],
+      additionals: [],
+    });
+    const garbage = Uint8Array.from([0, 9, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c]); // a pointer to itself
+    const frame = (bytes: Uint8Array) => Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes]);
+    const socket = connect(dnsPort, '127.0.0.1');
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+    try {
+      socket.write(Buffer.concat([frame(garbage), frame(query)]));
+      const messages = await waitFor('two framed answers', () => {
+        const out: Uint8Array[] = [];
+        let at = 0;
+        while (at + 2 <= received.length && at + 2 + received.readUInt16BE(at) <= received.length) {
+          out.push(received.subarray(at + 2, at + 2 + received.readUInt16BE(at)));
+          at += 2 + received.readUInt16BE(at);
+        }
+        return out.length === 2 ? out : undefined;
+      });
+      assert.equal(decodeMessage(messages[0] as Uint8Array).header.rcode, RCODE.FORMERR);
+      const answer = decodeMessage(messages[1] as Uint8Array);
+      assert.equal(answer.header.id, 7);
+      assert.deepEqual(answer.answers[0]?.data, { kind: 'a', address: '10.0.1.1' });
+    } finally {
+      socket.destroy();
+    }
   });
 });

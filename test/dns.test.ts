@@ -2,6 +2,7 @@
 // the server-level screening of malformed messages, and recursion to fake upstream servers.
 import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { after, describe, it } from 'node:test';
 import type { CheckServiceNode } from '../lib/catalog.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -484,6 +485,31 @@ describe('DNS recursion', () => {
     const reply = await ask(r, 'example.com.', RR_TYPE.A);
     assert.equal(reply.header.rcode, RCODE.SERVFAIL);
     assert.equal(reply.header.isRecursionAvailable, true);
+  });
+
+  it('forwards over TCP when the client asked over TCP', async () => {
+    const server: TcpServer = createTcpServer((socket) => {
+      let buffered = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        if (buffered.length < 2 || buffered.length < 2 + buffered.readUInt16BE(0)) return;
+        const query = decodeMessage(buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
+        const answers: ResourceRecord[] = [{ name: query.questions[0]?.name ?? '.', type: RR_TYPE.A, class: RR_CLASS.IN, ttl: 30, data: { kind: 'a', address: '192.0.2.9' } }];
+        const reply = encodeMessage({ ...query, header: { ...query.header, isResponse: true }, answers, additionals: [] });
+        socket.end(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = server.address();
+      assert.ok(address !== null && typeof address === 'object');
+      const r = resolver(fleet, { recursor: recursorOf([`127.0.0.1:${address.port}`]) });
+      const reply = await ask(r, 'example.org.', RR_TYPE.A, { id: 99 }, 'tcp');
+      assert.equal(reply.header.id, 99);
+      assert.deepEqual(addresses(reply.answers), ['192.0.2.9']);
+    } finally {
+      server.close();
+    }
   });
 
   it('sets RA on local answers when recursors are configured, and recurses for unknown PTR names', async () => {
