@@ -46,6 +46,7 @@ import {
   encodeMessage,
   formatIpv6,
   ipv6Bytes,
+  queryMessage,
   nameWireLength,
   OPCODE,
   RCODE,
@@ -436,8 +437,9 @@ export class DnsResolver {
         this.options.logger.error("Infinite recursion detected for name, won't perform any CNAME resolution.", { name });
         return [];
       }
-      const inner = replyTo({ header: NESTED_QUERY_HEADER, questions: [{ name, type: RR_TYPE.ANY, class: RR_CLASS.IN }] });
-      await this.dispatch({ name, type: RR_TYPE.ANY, class: RR_CLASS.IN }, false, depth - 1, Infinity, inner);
+      const question = { name, type: RR_TYPE.ANY, class: RR_CLASS.IN };
+      const inner = queryMessage(0, question);
+      await this.dispatch(question, false, depth - 1, Infinity, inner);
       return inner.answers;
     }
     const { recursor } = this.options;
@@ -721,18 +723,6 @@ const CONSUL_SERVICE_NAME = 'consul';
 /** dnsutil.InvalidNameRe: node names that cannot be a DNS label are skipped as nameservers. */
 const INVALID_DNS_NAME = /[^A-Za-z0-9-]+/;
 const HEADER_BYTES = 12;
-const NESTED_QUERY_HEADER: DnsHeader = {
-  id: 0,
-  isResponse: false,
-  opcode: OPCODE.QUERY,
-  isAuthoritative: false,
-  isTruncated: false,
-  isRecursionDesired: true,
-  isRecursionAvailable: false,
-  isAuthenticData: false,
-  isCheckingDisabled: false,
-  rcode: 0,
-};
 /** EDNS0 client subnet option code (RFC 7871). */
 const EDNS_CLIENT_SUBNET = 8;
 
@@ -760,8 +750,10 @@ function formatErrorReply(bytes: Uint8Array, rcode: number): Uint8Array {
   const id = ((bytes[0] ?? 0) << 8) | (bytes[1] ?? 0);
   const flags = ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
   const opcode = rcode === RCODE.NOTIMP ? (flags >> 11) & 0xf : OPCODE.QUERY;
-  const header: DnsHeader = { ...NESTED_QUERY_HEADER, id, isResponse: true, opcode, isRecursionDesired: (flags & 0x0100) !== 0, isCheckingDisabled: (flags & 0x0010) !== 0, rcode };
-  return encodeMessage({ header, questions: [], answers: [], authorities: [], additionals: [] }, { compress: false });
+  const reply = queryMessage(id, { name: '.', type: 0, class: 0 });
+  reply.questions = [];
+  reply.header = { ...reply.header, isResponse: true, opcode, isRecursionDesired: (flags & 0x0100) !== 0, isCheckingDisabled: (flags & 0x0010) !== 0, rcode };
+  return encodeMessage(reply, { compress: false });
 }
 
 /** setEDNS: the reply advertises the request's UDP size and echoes its client-subnet option, scope 0 (global). */

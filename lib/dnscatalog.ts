@@ -4,8 +4,9 @@
 // Catalog.ListNodes, Catalog.ServiceNodes by address); this module answers them on a server
 // agent through the same query path as the HTTP API (lib/query.ts blockingQuery, never
 // blocking), so DNS gets the same consistency rules: with `allow_stale` (the default) any
-// server answers from its own state, and a result older than `max_stale` is asked again of the
-// leader. A client agent has no state store: until RPC forwarding exists (issue 9) it answers
+// server answers from its own state, and a result older than `max_stale` is read again without
+// stale (which Consul sends to the leader, and a follower answers locally until forwarding
+// exists, issue 9). A client agent has no state store: until RPC forwarding exists (issue 9) it answers
 // every read with Consul's "No known Consul servers", which DNS turns into SERVFAIL.
 //
 // Service lookups are what resolvers send thousands of times a second, and they repeat: the
@@ -13,7 +14,7 @@
 // commit to the state store (MemDb.sequence), so a burst of identical lookups costs one catalog
 // read. Any commit empties the cache, which keeps the rule simple and always correct. Only stale
 // reads are remembered, and only served while this server is within max_stale of the leader:
-// otherwise the read goes through the query path, which asks the leader as Consul does.
+// otherwise the read goes through the query path and its max_stale rule.
 //
 // References: Consul agent/dns.go (lookupServiceNodes, lookupNode, handlePtr), agent/consul/
 // health_endpoint.go (ServiceNodes), catalog_endpoint.go (NodeServices, ListNodes, ServiceNodes).

@@ -18,7 +18,7 @@
 
 import { createSocket } from 'node:dgram';
 import { connect, isIP } from 'node:net';
-import { decodeMessage, DnsWireError, encodeMessage, OPCODE, RCODE, RR_CLASS, type DnsMessage } from './dnswire.js';
+import { decodeMessage, DnsWireError, encodeMessage, queryMessage, RCODE, RR_CLASS, type DnsMessage } from './dnswire.js';
 import type { DnsTransport } from './dns.js';
 import type { Logger } from './log.js';
 import type { Rng } from './rng.js';
@@ -78,13 +78,7 @@ export class Recursor {
   /** Asks the recursors for `name` (type `type`, over UDP); the first decodable reply, or undefined. */
   async lookup(name: string, type: number): Promise<DnsMessage | undefined> {
     const id = Math.floor(this.options.rng() * 0x10000) & 0xffff;
-    const query = encodeMessage({
-      header: { id, isResponse: false, opcode: OPCODE.QUERY, isAuthoritative: false, isTruncated: false, isRecursionDesired: true, isRecursionAvailable: false, isAuthenticData: false, isCheckingDisabled: false, rcode: 0 },
-      questions: [{ name, type, class: RR_CLASS.IN }],
-      answers: [],
-      authorities: [],
-      additionals: [],
-    });
+    const query = encodeMessage(queryMessage(id, { name, type, class: RR_CLASS.IN }));
     for (const index of this.order()) {
       const target = this.targets[index];
       if (target === undefined) continue;

@@ -164,14 +164,8 @@ const NAME_LABELS_MAX = 128;
 
 /** Decodes a whole message. Throws only DnsWireError (never TypeError/RangeError), never loops forever. Trailing bytes after the last record are ignored (as miekg/dns does). */
 export function decodeMessage(bytes: Uint8Array): DnsMessage {
-  const header = readHeader(bytes);
-  const counts = readCounts(bytes);
-  let offset = HEADER_BYTES;
-  const questions: DnsQuestion[] = [];
-  for (let index = 0; index < counts[0]!; index++) {
-    questions.push(readQuestion(bytes, offset));
-    offset = cursor;
-  }
+  const { header, counts, questions } = readHeaderAndQuestions(bytes);
+  let offset = cursor;
   const sections: ResourceRecord[][] = [[], [], []];
   for (let section = 0; section < 3; section++) {
     const records = sections[section]!;
@@ -190,14 +184,8 @@ export function decodeMessage(bytes: Uint8Array): DnsMessage {
  *  skipped by rdlength with full bounds checks, without building objects for them; use `decodeMessage` for those.
  *  Throws only DnsWireError. */
 export function decodeQuery(bytes: Uint8Array): { header: DnsHeader; questions: DnsQuestion[]; opt: ResourceRecord | undefined } {
-  const header = readHeader(bytes);
-  const counts = readCounts(bytes);
-  let offset = HEADER_BYTES;
-  const questions: DnsQuestion[] = [];
-  for (let index = 0; index < counts[0]!; index++) {
-    questions.push(readQuestion(bytes, offset));
-    offset = cursor;
-  }
+  const { header, counts, questions } = readHeaderAndQuestions(bytes);
+  let offset = cursor;
   const skipped = counts[1]! + counts[2]!;
   for (let index = 0; index < skipped; index++) offset = skipRecord(bytes, offset);
   let opt: ResourceRecord | undefined;
@@ -254,6 +242,17 @@ export function nameWireLength(name: string): number {
   return parseNameInto(name, nameScratch, 0);
 }
 
+/** A query for one question: recursion desired, nothing else set. */
+export function queryMessage(id: number, question: DnsQuestion): DnsMessage {
+  return {
+    header: { id, isResponse: false, opcode: OPCODE.QUERY, isAuthoritative: false, isTruncated: false, isRecursionDesired: true, isRecursionAvailable: false, isAuthenticData: false, isCheckingDisabled: false, rcode: RCODE.NOERROR },
+    questions: [question],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  };
+}
+
 /** A reply skeleton for a query: same id, opcode, RD, CD, the questions copied; QR set; everything else false/empty; rcode 0. */
 export function replyTo(query: { header: DnsHeader; questions: DnsQuestion[] }): DnsMessage {
   const { header } = query;
@@ -298,6 +297,20 @@ export function formatIpv6(bytes: Uint8Array): string {
 
 // ---------------------------------------------------------------------------------------------
 // Private helpers: decoding
+
+/** The header, the section counts and the question section; leaves `cursor` just past the questions. */
+function readHeaderAndQuestions(bytes: Uint8Array): { header: DnsHeader; counts: ReturnType<typeof readCounts>; questions: DnsQuestion[] } {
+  const header = readHeader(bytes);
+  const counts = readCounts(bytes);
+  let offset = HEADER_BYTES;
+  const questions: DnsQuestion[] = [];
+  for (let index = 0; index < counts[0]!; index++) {
+    questions.push(readQuestion(bytes, offset));
+    offset = cursor;
+  }
+  cursor = offset;
+  return { header, counts, questions };
+}
 
 /** Offset just past the last name or record read: a module-level cursor instead of a tuple per read. */
 let cursor = 0;

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { decodeMessage, encodeMessage, OPCODE, RCODE, RR_CLASS, RR_TYPE } from '../lib/dnswire.js';
+import { decodeMessage, encodeMessage, queryMessage, RCODE, RR_CLASS, RR_TYPE } from '../lib/dnswire.js';
 import { freePort, gossipPortArgs, waitFor } from './support.js';
 
 const projectRoot = resolve(import.meta.dirname, '..');
@@ -224,13 +224,7 @@ describe('dig against a running agent', () => {
   });
 
   test('over TCP, a malformed message gets FORMERR and the connection goes on', async () => {
-    const query = encodeMessage({
-      header: { id: 7, isResponse: false, opcode: OPCODE.QUERY, isAuthoritative: false, isTruncated: false, isRecursionDesired: true, isRecursionAvailable: false, isAuthenticData: false, isCheckingDisabled: false, rcode: 0 },
-      questions: [{ name: 'db-1.node.consul.', type: RR_TYPE.A, class: RR_CLASS.IN }],
-      answers: [],
-      authorities: [],
-      additionals: [],
-    });
+    const query = encodeMessage(queryMessage(7, { name: 'db-1.node.consul.', type: RR_TYPE.A, class: RR_CLASS.IN }));
     const garbage = Uint8Array.from([0, 9, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c]); // a pointer to itself
     const frame = (bytes: Uint8Array) => Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes]);
     const socket = connect(dnsPort, '127.0.0.1');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { loadConfig, NODE_HOST } from '../lib/config.js';
 import { DnsLookupError, DnsResolver, type DnsCatalog, type DnsTransport } from '../lib/dns.js';
 import { Recursor } from '../lib/dnsrecursor.js';
-import { decodeMessage, encodeMessage, OPCODE, RCODE, RR_CLASS, RR_TYPE, type DnsMessage, type ResourceRecord } from '../lib/dnswire.js';
+import { decodeMessage, encodeMessage, OPCODE, queryMessage, RCODE, RR_CLASS, RR_TYPE, type DnsMessage, type ResourceRecord } from '../lib/dnswire.js';
 import { nullLogger } from '../lib/log.js';
 import { seededRng } from '../lib/rng.js';
 import type { CheckRecord, NodeRecord, ServiceRecord } from '../lib/schema.js';
@@ -128,13 +128,9 @@ interface QueryOptions {
 
 function queryBytes(name: string, type: number, options: QueryOptions = {}): Uint8Array {
   const additionals: ResourceRecord[] = options.ednsUdpSize === undefined ? [] : [{ name: '.', type: RR_TYPE.OPT, class: options.ednsUdpSize, ttl: 0, data: { kind: 'opt', options: options.ednsOptions ?? [] } }];
-  return encodeMessage({
-    header: { id: options.id ?? 4242, isResponse: false, opcode: OPCODE.QUERY, isAuthoritative: false, isTruncated: false, isRecursionDesired: true, isRecursionAvailable: false, isAuthenticData: false, isCheckingDisabled: false, rcode: 0 },
-    questions: [{ name, type, class: RR_CLASS.IN }],
-    answers: [],
-    authorities: [],
-    additionals,
-  });
+  const query = queryMessage(options.id ?? 4242, { name, type, class: RR_CLASS.IN });
+  query.additionals = additionals;
+  return encodeMessage(query);
 }
 
 async function ask(r: DnsResolver, name: string, type: number, options: QueryOptions = {}, transport: DnsTransport = 'udp'): Promise<DnsMessage> {
