@@ -37,6 +37,10 @@ import { decodeJsonBody } from './endpoints.js';
 import { DnsResolver, listenDns, type DnsListener } from './dns.js';
 import { localDnsCatalog, unreachableDnsCatalog } from './dnscatalog.js';
 import { Recursor } from './dnsrecursor.js';
+import { LocalState, StateSyncer } from './antientropy.js';
+import { REAL_CLOCK } from './checks.js';
+import { localAgentRoutes } from './endpoints_localagent.js';
+import { LocalAgent, LocalAgentError, serverCatalogClient, unreachableCatalogClient } from './localagent.js';
 import type { KeyOperation } from './serfquery.js';
 import { eventRoutes } from './endpoints_event.js';
 import { decodeUserEvent, encodeUserEvent, matchesTarget, REMOTE_EXEC_EVENT, USER_EVENT_PREFIX, USER_EVENT_VERSION, UserEventLog } from './userevents.js';
@@ -67,6 +71,10 @@ export interface AgentOptions {
 export class Agent {
   private readonly listeners: HttpListener[] = [];
   private readonly dnsListeners: DnsListener[] = [];
+  /** This agent's own services and checks, their runners, and the loop syncing them to the catalog. */
+  private localState: LocalState | undefined;
+  private localAgent: LocalAgent | undefined;
+  private stateSyncer: StateSyncer | undefined;
   private isShutDown = false;
   /** The cluster state this server replicates (empty on client agents, which forward reads). */
   readonly state = new StateStore({ nowMs: Date.now });
@@ -109,15 +117,10 @@ export class Agent {
     const logger = options.logger.named('agent');
     const nodeId = resolveNodeId(config, options.newNodeId ?? randomUUID, logger);
     const agent = new Agent(config, nodeId, logger);
-    const definitionCount = config.services.length + config.checks.length;
-    if (definitionCount > 0) {
-      // Local service and check state (issue "local services, health checks and anti-entropy")
-      // is not built yet; say so rather than drop the definitions silently.
-      logger.warn('service and check definitions were validated but are not registered: local agent state is not implemented yet', { definitions: definitionCount });
-    }
     try {
       if (config.serverMode) await agent.startRaft();
       await agent.startGossip();
+      agent.startLocalState();
       await agent.startHttp();
       await agent.startDns();
     } catch (error) {
@@ -177,6 +180,8 @@ export class Agent {
     this.isShutDown = true;
     this.logger.info('Requesting shutdown');
     await this.discovery?.stop();
+    this.stateSyncer?.stop();
+    this.localAgent?.stop();
     await this.membership?.close();
     this.sessionTimers?.stop();
     this.leaderRegistration?.stop();
@@ -382,6 +387,40 @@ export class Agent {
     }
   }
 
+  /**
+   * The local state: services and checks from the config files, their check runners, and the
+   * anti-entropy loop that keeps the catalog in step (on a server, through its own Raft; a client
+   * agent has no server to sync with until RPC forwarding exists, issue 9, and keeps retrying).
+   */
+  private startLocalState(): void {
+    const { config } = this;
+    const logger = this.logger.named('local');
+    const syncer: { current: StateSyncer | undefined } = { current: undefined };
+    const state = new LocalState({
+      node: { ID: this.nodeId, Node: config.nodeName, Address: config.advertiseAddrLan, Datacenter: config.datacenter, TaggedAddresses: nodeTaggedAddresses(config), Meta: nodeMeta(config) },
+      clock: REAL_CLOCK,
+      rng: Math.random,
+      checkUpdateIntervalMs: config.checkUpdateIntervalMs,
+      logger,
+      onChange: () => syncer.current?.trigger(),
+    });
+    const agent = new LocalAgent({ config, state, clock: REAL_CLOCK, rng: Math.random, logger });
+    try {
+      for (const service of config.services) agent.registerService(service, 'local');
+      for (const check of config.checks) agent.registerCheck(check, 'local');
+    } catch (error) {
+      agent.stop();
+      if (error instanceof LocalAgentError) throw new Error(`Failed to register service or check from the configuration: ${error.message}`);
+      throw error;
+    }
+    const client = this.endpointDeps === undefined ? unreachableCatalogClient(NO_SERVERS_TEXT) : serverCatalogClient(this.endpointDeps);
+    syncer.current = new StateSyncer({ state, client, clock: REAL_CLOCK, rng: Math.random, logger: logger.named('anti_entropy'), clusterSize: () => this.membership?.members('lan')?.length ?? 1 });
+    this.localState = state;
+    this.localAgent = agent;
+    this.stateSyncer = syncer.current;
+    syncer.current.start();
+  }
+
   /** DNS on every client address, UDP and TCP (ports.dns, 8600; negative disables it). */
   private async startDns(): Promise<void> {
     const { config } = this;
@@ -412,6 +451,7 @@ export class Agent {
     const members = (pool: PoolName): AgentMember[] | undefined => this.membership?.members(pool);
     return [
       ...this.localRoutes(),
+      ...this.localAgentRoutes(),
       ...agentRoutes({ config: this.config, nodeId: this.nodeId, metrics: this.metrics, members: () => members('lan') ?? [this.member()], wanMembers: () => members('wan') ?? [] }),
       ...eventRoutes({
         datacenter: this.config.datacenter,
@@ -441,6 +481,18 @@ export class Agent {
       return paths.map(([path, methods]) => ({ path, methods, handler: refuse }));
     }
     return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft)];
+  }
+
+  private localAgentRoutes(): HttpRoute[] {
+    const { localAgent: agent, localState: state, stateSyncer: syncer } = this;
+    if (agent === undefined || state === undefined || syncer === undefined) return [];
+    const logger = this.logger.named('http');
+    const syncNow = async (): Promise<void> => {
+      syncer.trigger();
+      // Consul syncs before answering a registration; a failure is logged and retried by the loop.
+      await syncer.whenSynced().catch((error: unknown) => logger.warn('failed to sync the local state', { error: String(error) }));
+    };
+    return localAgentRoutes({ config: this.config, agent, state, syncNow, logger });
   }
 
   private localRoutes(): HttpRoute[] {

@@ -130,9 +130,16 @@ export function filterNonPassing<T extends { readonly Checks: readonly { readonl
 export function parsePassing(request: HttpRequest): boolean {
   if (!request.query.has('passing')) return false;
   const value = request.query.get('passing') ?? '';
-  if (value === '' || GO_BOOL_TRUE.has(value)) return true;
-  if (GO_BOOL_FALSE.has(value)) return false;
-  throw new HttpError(400, INVALID_PASSING_TEXT);
+  const parsed = value === '' ? true : goParseBool(value);
+  if (parsed === undefined) throw new HttpError(400, INVALID_PASSING_TEXT);
+  return parsed;
+}
+
+/** Go's strconv.ParseBool: true or false for its spellings, undefined for anything else. */
+export function goParseBool(text: string): boolean | undefined {
+  if (GO_BOOL_TRUE.has(text)) return true;
+  if (GO_BOOL_FALSE.has(text)) return false;
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

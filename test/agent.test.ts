@@ -154,12 +154,13 @@ describe('node identity', () => {
     });
   });
 
-  test('service definitions that cannot be registered yet are announced, not dropped silently', async () => {
+  test('a service definition whose check may not run stops the start with Consul\'s message', async () => {
     const file = join(scratch, 'svc.json');
-    writeFileSync(file, JSON.stringify({ service: { name: 'web' } }));
-    const sink = new MemorySink();
-    await withAgent(await configFor(['-dev', '-config-file', file]), async () => undefined, sink);
-    assert.ok(sink.lines.some((line) => line.includes('[WARN]  agent: service and check definitions were validated but are not registered')));
+    writeFileSync(file, JSON.stringify({ service: { name: 'web', check: { args: ['/bin/true'], interval: '10s' } } }));
+    await assert.rejects(
+      Agent.start({ config: await configFor(['-dev', '-config-file', file]), logger: createLogger({ level: 'error', json: false, nowMs: () => 0, sink: new MemorySink() }) }),
+      /Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true/,
+    );
   });
 });
 

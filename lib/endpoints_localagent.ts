@@ -1,0 +1,228 @@
+// The agent routes over its own services and checks (spec §3.1): list, read, register,
+// deregister, maintenance, TTL updates and the local health views. They act on lib/localagent.ts
+// and answer from the local state, never from the catalog; a change is synced to the catalog
+// before the answer, as Consul's register endpoints do (a failed sync is only logged: the
+// anti-entropy loop retries it).
+//
+// Texts and codes are Consul's (agent/agent_endpoint.go): 400 `Missing service name`,
+// `Invalid service address`, `Invalid Weights: ...`, `Missing check name`, `Bad check status`,
+// `Invalid check status: 'x'`, `Missing value for enable`, `Invalid value for enable: "x"`;
+// 404 for unknown IDs; /v1/agent/health/service/... answer 200/429/503 by aggregate status.
+//
+// Not here yet: ?filter on /v1/agent/services and /v1/agent/checks, hash blocking
+// (X-Consul-ContentHash with ?hash), ?format=text's Accept-header form, tokens and ACLs.
+//
+// References: Consul agent/agent_endpoint.go (AgentServices, AgentService, AgentChecks,
+// AgentRegisterService, AgentDeregisterService, AgentServiceMaintenance, AgentNodeMaintenance,
+// AgentRegisterCheck, AgentDeregisterCheck, AgentCheckPass/Warn/Fail/Update,
+// AgentHealthServiceByID/Name), api/agent.go (AgentService, AgentServiceChecksInfo).
+
+import { createHash } from 'node:crypto';
+import type { LocalCheck, LocalService, LocalState } from './antientropy.js';
+import { aggregateStatus } from './catalog.js';
+import type { RuntimeConfig } from './config.js';
+import { ObjectReader } from './decode.js';
+import { readCheckDefinition, readServiceDefinition, validateMeta, validateWeights, type CheckStatus } from './definitions.js';
+import { decodeJsonBody } from './endpoints.js';
+import { goParseBool } from './endpoints_health.js';
+import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
+import { LocalAgentError, type LocalAgent } from './localagent.js';
+import type { Logger } from './log.js';
+
+// ---------------------------------------------------------------------------------------------
+// Exported types
+
+export interface LocalAgentEndpointDeps {
+  readonly config: RuntimeConfig;
+  readonly agent: LocalAgent;
+  readonly state: LocalState;
+  /** Pushes local changes to the catalog now; resolves when done (or failed: the error is logged). */
+  syncNow(): Promise<void>;
+  readonly logger: Logger;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/** Largest register body (Consul reads it whole; a service with its checks is small). */
+export const AGENT_REGISTER_BODY_BYTES_MAX = 512 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Exported API
+
+export function localAgentRoutes(deps: LocalAgentEndpointDeps): HttpRoute[] {
+  const change = (run: (request: HttpRequest) => void) => async (request: HttpRequest): Promise<HttpResponse> => {
+    try {
+      run(request);
+    } catch (error) {
+      if (error instanceof LocalAgentError) throw new HttpError(error.status, error.message);
+      throw error;
+    }
+    await deps.syncNow();
+    return { text: '' };
+  };
+  const ttl = (status: CheckStatus) => change((request) => deps.agent.updateTtl(request.param, status, request.query.get('note') ?? ''));
+  return [
+    { path: '/v1/agent/services', methods: ['GET'], handler: () => ({ json: Object.fromEntries(deps.state.services().map((service) => [service.ID, renderService(deps.config, service)])) }) },
+    { path: '/v1/agent/service/', methods: ['GET'], handler: (request) => serviceById(deps, request.param) },
+    { path: '/v1/agent/checks', methods: ['GET'], handler: () => ({ json: Object.fromEntries(deps.state.checks().map((check) => [check.CheckID, renderCheck(deps.config, check)])) }) },
+    { path: '/v1/agent/service/register', methods: ['PUT'], bodyBytesMax: AGENT_REGISTER_BODY_BYTES_MAX, handler: change((request) => registerService(deps, request)) },
+    { path: '/v1/agent/service/deregister/', methods: ['PUT'], handler: change((request) => deps.agent.deregisterService(request.param)) },
+    { path: '/v1/agent/service/maintenance/', methods: ['PUT'], handler: change((request) => deps.agent.serviceMaintenance(requireServiceId(request), parseEnable(request), request.query.get('reason') ?? '')) },
+    { path: '/v1/agent/maintenance', methods: ['PUT'], handler: change((request) => deps.agent.nodeMaintenance(parseEnable(request), request.query.get('reason') ?? '')) },
+    { path: '/v1/agent/check/register', methods: ['PUT'], bodyBytesMax: AGENT_REGISTER_BODY_BYTES_MAX, handler: change((request) => registerCheck(deps, request)) },
+    { path: '/v1/agent/check/deregister/', methods: ['PUT'], handler: change((request) => deps.agent.deregisterCheck(request.param)) },
+    { path: '/v1/agent/check/pass/', methods: ['PUT'], handler: ttl('passing') },
+    { path: '/v1/agent/check/warn/', methods: ['PUT'], handler: ttl('warning') },
+    { path: '/v1/agent/check/fail/', methods: ['PUT'], handler: ttl('critical') },
+    { path: '/v1/agent/check/update/', methods: ['PUT'], handler: change((request) => updateCheck(deps, request)) },
+    { path: '/v1/agent/health/service/name/', methods: ['GET'], handler: (request) => healthByName(deps, request) },
+    { path: '/v1/agent/health/service/id/', methods: ['GET'], handler: (request) => healthById(deps, request) },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers: handlers
+
+function registerService(deps: LocalAgentEndpointDeps, request: HttpRequest): void {
+  const problems: string[] = [];
+  const reader = ObjectReader.of(decodeJsonBody(request) ?? {}, '', problems, unknownFieldMessage);
+  if (!reader) throw new HttpError(400, `Request decode failed: ${problems[0] ?? 'not an object'}`);
+  const definition = readServiceDefinition(reader);
+  if (problems.length > 0) throw new HttpError(400, `Request decode failed: ${problems[0]}`);
+  if (definition.name === '') throw new HttpError(400, 'Missing service name');
+  const metaProblem = validateMeta(definition.meta);
+  if (metaProblem) throw new HttpError(400, `Invalid Service Meta: ${metaProblem}`);
+  const weightsProblem = validateWeights(definition.weights);
+  if (weightsProblem) throw new HttpError(400, `Invalid Weights: ${weightsProblem}`);
+  if (definition.address === '0.0.0.0' || definition.address === '::' || definition.address === '[::]') throw new HttpError(400, 'Invalid service address');
+  const replace = request.query.has('replace-existing-checks') && goParseBool(request.query.get('replace-existing-checks') || 'true') !== false;
+  deps.agent.registerService(definition, 'remote', replace);
+}
+
+function registerCheck(deps: LocalAgentEndpointDeps, request: HttpRequest): void {
+  const body = decodeJsonBody(request) ?? {};
+  const problems: string[] = [];
+  const reader = ObjectReader.of(body, '', problems, unknownFieldMessage);
+  if (!reader) throw new HttpError(400, `Request decode failed: ${problems[0] ?? 'not an object'}`);
+  const statusKey = Object.keys(body as Record<string, unknown>).find((key) => key.toLowerCase() === 'status');
+  const status = statusKey === undefined ? '' : (body as Record<string, unknown>)[statusKey];
+  if (status !== '' && status !== 'passing' && status !== 'warning' && status !== 'critical') throw new HttpError(400, 'Bad check status');
+  const definition = readCheckDefinition(reader);
+  if (problems.length > 0) throw new HttpError(400, `Request decode failed: ${problems[0]}`);
+  deps.agent.registerCheck(definition, 'remote');
+}
+
+function updateCheck(deps: LocalAgentEndpointDeps, request: HttpRequest): void {
+  const body = decodeJsonBody(request);
+  const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  const status = String(fields['Status'] ?? fields['status'] ?? '');
+  if (status !== 'passing' && status !== 'warning' && status !== 'critical') throw new HttpError(400, `Invalid check status: '${status}'`);
+  deps.agent.updateTtl(request.param, status, String(fields['Output'] ?? fields['output'] ?? ''));
+}
+
+/** encoding/json with DisallowUnknownFields, as Consul decodes agent registrations. */
+function unknownFieldMessage(path: string): string {
+  return `json: unknown field ${JSON.stringify(path.split('.').pop() ?? path)}`;
+}
+
+function serviceById(deps: LocalAgentEndpointDeps, id: string): HttpResponse {
+  const service = deps.state.service(id);
+  if (service === undefined) throw new HttpError(404, `unknown service ID: ${id}`);
+  const rendered = renderService(deps.config, service);
+  const contentHash = createHash('sha256').update(JSON.stringify(rendered)).digest('hex').slice(0, 16);
+  return { json: { ...rendered, ContentHash: contentHash }, headers: { 'X-Consul-ContentHash': contentHash } };
+}
+
+/** AgentHealthServiceByName: every instance of the name, the worst aggregate status decides the code. */
+function healthByName(deps: LocalAgentEndpointDeps, request: HttpRequest): HttpResponse {
+  const name = request.param;
+  const entries = deps.state.services().filter((service) => service.Service === name).map((service) => healthEntry(deps, service));
+  if (entries.length === 0) return healthReply(request, 404, 'critical', `ServiceName ${name} Not Found`, []);
+  const worst = entries.reduce((status, entry) => ((STATUS_RANK[entry.AggregatedStatus] ?? 2) > (STATUS_RANK[status] ?? 2) ? entry.AggregatedStatus : status), 'passing');
+  return healthReply(request, statusCode(worst), worst, '', entries);
+}
+
+function healthById(deps: LocalAgentEndpointDeps, request: HttpRequest): HttpResponse {
+  const service = deps.state.service(request.param);
+  if (service === undefined) return healthReply(request, 404, 'critical', `ServiceId ${request.param} not found`, { AggregatedStatus: 'critical', Service: null, Checks: null });
+  const entry = healthEntry(deps, service);
+  return healthReply(request, statusCode(entry.AggregatedStatus), entry.AggregatedStatus, '', entry);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers: rendering and parsing
+
+const STATUS_RANK: Readonly<Record<string, number>> = { passing: 0, warning: 1, critical: 2, maintenance: 3 };
+
+function statusCode(status: string): number {
+  if (status === 'passing') return 200;
+  if (status === 'warning') return 429;
+  return 503;
+}
+
+function healthEntry(deps: LocalAgentEndpointDeps, service: LocalService): { AggregatedStatus: string; Service: unknown; Checks: unknown[] } {
+  const checks = deps.state.checks().filter((check) => check.ServiceID === service.ID || check.ServiceID === '');
+  return { AggregatedStatus: aggregateStatus(checks) || 'critical', Service: renderService(deps.config, service), Checks: checks.map((check) => renderCheck(deps.config, check)) };
+}
+
+/** The body, or with ?format=text just the status word; the reason also in X-Consul-Reason. */
+function healthReply(request: HttpRequest, code: number, status: string, reason: string, json: unknown): HttpResponse {
+  const headers = reason === '' ? undefined : { 'X-Consul-Reason': reason };
+  if (request.query.get('format') === 'text') return { status: code, text: reason === '' ? status : reason, ...(headers ? { headers } : {}) };
+  return { status: code, json, ...(headers ? { headers } : {}) };
+}
+
+/** api.AgentService: Tags and Meta never null, optional fields omitted when empty. */
+function renderService(config: RuntimeConfig, service: LocalService): Record<string, unknown> {
+  return {
+    ...(service.Kind !== '' ? { Kind: service.Kind } : {}),
+    ID: service.ID,
+    Service: service.Service,
+    Tags: [...service.Tags],
+    Meta: { ...service.Meta },
+    Port: service.Port,
+    Address: service.Address,
+    ...(service.SocketPath !== '' ? { SocketPath: service.SocketPath } : {}),
+    ...(Object.keys(service.TaggedAddresses).length > 0 ? { TaggedAddresses: service.TaggedAddresses } : {}),
+    Weights: service.Weights,
+    EnableTagOverride: service.EnableTagOverride,
+    Datacenter: config.datacenter,
+  };
+}
+
+/** structs.HealthCheck as the agent shows it. */
+function renderCheck(config: RuntimeConfig, check: LocalCheck): Record<string, unknown> {
+  return {
+    Node: config.nodeName,
+    CheckID: check.CheckID,
+    Name: check.Name,
+    Status: check.Status,
+    Notes: check.Notes,
+    Output: check.Output,
+    ServiceID: check.ServiceID,
+    ServiceName: check.ServiceName,
+    ServiceTags: [...check.ServiceTags],
+    Type: check.Type,
+    Interval: check.Interval,
+    Timeout: check.Timeout,
+    ExposedPort: 0,
+    Definition: check.Definition,
+    CreateIndex: 0,
+    ModifyIndex: 0,
+  };
+}
+
+function requireServiceId(request: HttpRequest): string {
+  if (request.param === '') throw new HttpError(400, 'Missing service ID');
+  return request.param;
+}
+
+/** ?enable for maintenance: required, Go ParseBool. */
+function parseEnable(request: HttpRequest): boolean {
+  const text = request.query.get('enable');
+  if (text === null || text === '') throw new HttpError(400, 'Missing value for enable');
+  const enable = goParseBool(text);
+  if (enable === undefined) throw new HttpError(400, `Invalid value for enable: ${JSON.stringify(text)}`);
+  return enable;
+}

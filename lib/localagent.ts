@@ -1,0 +1,332 @@
+// The agent's own services and checks: what /v1/agent/service/register, /v1/agent/check/register
+// and the service and check definitions of config files turn into. Definitions become entries of
+// the local state (lib/antientropy.ts, which syncs them to the catalog), and each check gets its
+// runner (lib/checks.ts) whose results flow back into the local state.
+//
+// Rules kept from Consul (agent/agent.go addServiceInternal, AddCheck, RemoveService,
+// updateTTLCheck, EnableServiceMaintenance, EnableNodeMaintenance; agent_endpoint.go):
+// - A service's ID defaults to its name. Its checks without an ID are `service:<id>` (one check)
+//   or `service:<id>:<n>` (n counted from 1 when there are several), named `Service '<name>'
+//   check`. A new check starts critical unless it declares a status; a check that survives a
+//   re-registration keeps its status and output. With replace-existing-checks, the service's
+//   checks missing from the new registration are removed.
+// - Script checks run only when enable_script_checks allows it, or enable_local_script_checks
+//   for definitions from config files; otherwise registration fails with Consul's message.
+// - Maintenance mode is a critical check: `_service_maintenance:<id>` or `_node_maintenance`.
+//
+// Errors are LocalAgentErrors carrying the HTTP status and text Consul answers with; nothing is
+// half-registered: every check of a service is validated before anything changes.
+//
+// Not here yet: persistence under the data dir, reload, alias checks, docker and OS-service
+// checks, deregister_critical_service_after (the reaper), tokens and ACLs.
+
+import type { RuntimeConfig } from './config.js';
+import type { CheckDefinition, CheckStatus, ServiceDefinition } from './definitions.js';
+import { validateCheck } from './definitions.js';
+import { formatDuration } from './duration.js';
+import type { CatalogClient, LocalCheck, LocalService, LocalState } from './antientropy.js';
+import * as catalog from './catalog.js';
+import type { EndpointDeps } from './endpoints.js';
+import { catalogDeregister, catalogRegister } from './endpoints_catalog.js';
+import { readQuery } from './query.js';
+import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type RunningCheck, type TtlCheck } from './checks.js';
+import type { Logger } from './log.js';
+import type { CheckDefinitionRecord } from './schema.js';
+
+// ---------------------------------------------------------------------------------------------
+// Exported types
+
+/** Where a definition came from: a config file ('local') or the HTTP API ('remote'). */
+export type DefinitionSource = 'local' | 'remote';
+
+export class LocalAgentError extends Error {
+  constructor(
+    readonly status: 400 | 404 | 500,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LocalAgentError';
+  }
+}
+
+export interface LocalAgentOptions {
+  readonly config: RuntimeConfig;
+  readonly state: LocalState;
+  readonly clock: CheckClock;
+  readonly rng: () => number;
+  readonly logger: Logger;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and texts
+
+export const NODE_MAINTENANCE_CHECK_ID = '_node_maintenance';
+export const SERVICE_MAINTENANCE_PREFIX = '_service_maintenance:';
+const NODE_MAINTENANCE_DEFAULT_REASON = 'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.';
+const SERVICE_MAINTENANCE_DEFAULT_REASON = 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.';
+const SCRIPTS_DISABLED_REMOTE = "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
+const SCRIPTS_DISABLED_LOCAL = "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true";
+
+// ---------------------------------------------------------------------------------------------
+// Exported API
+
+export class LocalAgent {
+  private readonly options: LocalAgentOptions;
+  /** The runner of each check that has one (TTL checks are TtlChecks). */
+  private readonly runners = new Map<string, RunningCheck>();
+
+  constructor(options: LocalAgentOptions) {
+    this.options = options;
+  }
+
+  /** agent.AddService: the service and its checks, all validated first. */
+  registerService(definition: ServiceDefinition, source: DefinitionSource, replaceExistingChecks = false): void {
+    const service = localService(definition);
+    const checks = definition.checks.map((check, index) => {
+      const id = check.id !== '' ? check.id : definition.checks.length === 1 ? `service:${service.ID}` : `service:${service.ID}:${index + 1}`;
+      const name = check.name !== '' ? check.name : `Service '${service.Service}' check`;
+      return { ...check, id, name, serviceId: service.ID };
+    });
+    for (const check of checks) this.validateCheckDefinition(check, source);
+    const { state } = this.options;
+    state.addService(service);
+    const kept = new Set(checks.map((check) => check.id));
+    if (replaceExistingChecks) {
+      for (const existing of state.checks()) {
+        if (existing.ServiceID === service.ID && !kept.has(existing.CheckID) && !existing.CheckID.startsWith(SERVICE_MAINTENANCE_PREFIX)) this.removeCheckAndRunner(existing.CheckID);
+      }
+    }
+    for (const check of checks) this.addCheckAndRunner(check, service);
+  }
+
+  /** agent.RemoveService: the service and its checks. */
+  deregisterService(id: string): void {
+    const { state } = this.options;
+    if (state.service(id) === undefined) throw new LocalAgentError(404, `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`);
+    for (const check of state.checks()) if (check.ServiceID === id) this.stopRunner(check.CheckID);
+    state.removeService(id);
+  }
+
+  /** agent.AddCheck for /v1/agent/check/register and node checks from config files. */
+  registerCheck(definition: CheckDefinition, source: DefinitionSource): void {
+    if (definition.name === '') throw new LocalAgentError(400, 'Missing check name');
+    const check = { ...definition, id: definition.id !== '' ? definition.id : definition.name };
+    const service = check.serviceId === '' ? undefined : this.options.state.service(check.serviceId);
+    if (check.serviceId !== '' && service === undefined) throw new LocalAgentError(404, `ServiceID ${JSON.stringify(check.serviceId)} does not exist`);
+    this.validateCheckDefinition(check, source);
+    this.addCheckAndRunner(check, service);
+  }
+
+  deregisterCheck(id: string): void {
+    if (this.options.state.check(id) === undefined) throw new LocalAgentError(404, `Unknown check ID ${JSON.stringify(id)}. Ensure that the check ID is passed, not the check name.`);
+    this.removeCheckAndRunner(id);
+  }
+
+  /** updateTTLCheck: pass/warn/fail/update on a TTL check. */
+  updateTtl(id: string, status: CheckStatus, output: string): void {
+    if (this.options.state.check(id) === undefined) throw new LocalAgentError(404, `Unknown check ID ${JSON.stringify(id)}. Ensure that the check ID is passed, not the check name.`);
+    const runner = this.runners.get(id);
+    if (runner === undefined || !isTtlCheck(runner)) throw new LocalAgentError(500, `CheckID ${JSON.stringify(id)} does not have associated TTL`);
+    runner.setStatus(status, output);
+  }
+
+  /** EnableServiceMaintenance / DisableServiceMaintenance. */
+  serviceMaintenance(serviceId: string, enable: boolean, reason: string): void {
+    const service = this.options.state.service(serviceId);
+    if (service === undefined) throw new LocalAgentError(404, `No service registered with ID ${JSON.stringify(serviceId)}`);
+    const checkId = `${SERVICE_MAINTENANCE_PREFIX}${serviceId}`;
+    if (!enable) {
+      if (this.options.state.check(checkId) !== undefined) this.options.state.removeCheck(checkId);
+      return;
+    }
+    if (this.options.state.check(checkId) !== undefined) return;
+    this.options.state.addCheck(maintenanceCheck(checkId, 'Service Maintenance Mode', reason || SERVICE_MAINTENANCE_DEFAULT_REASON, service));
+  }
+
+  /** EnableNodeMaintenance / DisableNodeMaintenance. */
+  nodeMaintenance(enable: boolean, reason: string): void {
+    const { state } = this.options;
+    if (!enable) {
+      if (state.check(NODE_MAINTENANCE_CHECK_ID) !== undefined) state.removeCheck(NODE_MAINTENANCE_CHECK_ID);
+      return;
+    }
+    if (state.check(NODE_MAINTENANCE_CHECK_ID) !== undefined) return;
+    state.addCheck(maintenanceCheck(NODE_MAINTENANCE_CHECK_ID, 'Node Maintenance Mode', reason || NODE_MAINTENANCE_DEFAULT_REASON, undefined));
+  }
+
+  /** Whether the check is a TTL check (for views that say so). */
+  isTtl(id: string): boolean {
+    const runner = this.runners.get(id);
+    return runner !== undefined && isTtlCheck(runner);
+  }
+
+  /** Stops every check runner (agent shutdown). */
+  stop(): void {
+    for (const runner of this.runners.values()) runner.stop();
+    this.runners.clear();
+  }
+
+  private validateCheckDefinition(check: CheckDefinition, source: DefinitionSource): void {
+    const problems = validateCheck(check);
+    if (problems.length > 0) throw new LocalAgentError(400, `Invalid check: ${problems[0]}`);
+    if (check.args.length > 0 && !this.allowsScripts(source)) throw new LocalAgentError(500, source === 'remote' ? SCRIPTS_DISABLED_REMOTE : SCRIPTS_DISABLED_LOCAL);
+    if (check.dockerContainerId !== '' || check.osService !== '' || check.aliasNode !== '' || check.aliasService !== '') {
+      throw new LocalAgentError(400, 'Invalid check: docker, OS service and alias checks are not supported by this agent yet');
+    }
+  }
+
+  private allowsScripts(source: DefinitionSource): boolean {
+    const { config } = this.options;
+    return config.enableRemoteScriptChecks || (source === 'local' && config.enableLocalScriptChecks);
+  }
+
+  /** Adds the check to the local state (keeping a surviving check's status and output) and (re)starts its runner. */
+  private addCheckAndRunner(definition: CheckDefinition, service: LocalService | undefined): void {
+    const { state, config } = this.options;
+    const previous = state.check(definition.id);
+    const check = localCheck(definition, service);
+    state.addCheck(previous === undefined ? check : { ...check, Status: previous.Status, Output: previous.Output });
+    this.stopRunner(definition.id);
+    const runnerOptions = {
+      checkId: definition.id,
+      definition,
+      sink: (checkId: string, status: CheckStatus, output: string) => state.updateCheck(checkId, status, output),
+      clock: this.options.clock,
+      rng: this.options.rng,
+      logger: this.options.logger.named('checks'),
+      outputMaxBytes: config.checkOutputMaxSize,
+      allowScripts: true,
+    };
+    try {
+      this.runners.set(definition.id, definition.ttlNanos > 0 ? startTtlCheck(runnerOptions) : startIntervalCheck(runnerOptions));
+    } catch (error) {
+      state.removeCheck(definition.id);
+      if (error instanceof CheckError) throw new LocalAgentError(error.code === 'ERR_SCRIPTS_DISABLED' ? 500 : 400, error.message);
+      throw error;
+    }
+  }
+
+  private removeCheckAndRunner(id: string): void {
+    this.stopRunner(id);
+    this.options.state.removeCheck(id);
+  }
+
+  private stopRunner(id: string): void {
+    this.runners.get(id)?.stop();
+    this.runners.delete(id);
+  }
+}
+
+/**
+ * Anti-entropy's view of the servers on a server agent: its own state store (read as a default,
+ * not stale, read, as Consul's anti-entropy does) and Raft for the writes.
+ */
+export function serverCatalogClient(deps: EndpointDeps): CatalogClient {
+  return {
+    async readNode(nodeName) {
+      const options = { minQueryIndex: 0, maxQueryTimeMs: deps.query.defaultQueryTimeMs, consistency: 'default' as const, maxStaleMs: 0, filter: '', token: '' };
+      const reply = await readQuery(deps.query, options, (txn) => {
+        const node = catalog.getNode(txn, nodeName).value;
+        const services = catalog.nodeServices(txn, nodeName).value?.Services ?? [];
+        return { index: 1, value: { node, services, checks: catalog.nodeChecks(txn, nodeName).value } };
+      });
+      return reply.value;
+    },
+    async register(request) {
+      await catalogRegister(deps, request);
+    },
+    async deregister(request) {
+      await catalogDeregister(deps, request);
+    },
+  };
+}
+
+/** A client agent's view until RPC forwarding exists (issue 9): no server to sync with. */
+export function unreachableCatalogClient(reason: string): CatalogClient {
+  const fail = (): Promise<never> => Promise.reject(new Error(reason));
+  return { readNode: fail, register: fail, deregister: fail };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers
+
+function isTtlCheck(runner: RunningCheck): runner is TtlCheck {
+  return typeof (runner as Partial<TtlCheck>).setStatus === 'function';
+}
+
+function localService(definition: ServiceDefinition): LocalService {
+  const taggedAddresses: Record<string, { Address: string; Port: number }> = {};
+  for (const [name, address] of Object.entries(definition.taggedAddresses)) taggedAddresses[name] = { Address: address.address, Port: address.port };
+  return {
+    ID: definition.id !== '' ? definition.id : definition.name,
+    Service: definition.name,
+    Kind: definition.kind,
+    Tags: [...definition.tags],
+    Address: definition.address,
+    TaggedAddresses: taggedAddresses,
+    Meta: { ...definition.meta },
+    Port: definition.port,
+    SocketPath: definition.socketPath,
+    Weights: { Passing: definition.weights.passing, Warning: definition.weights.warning },
+    EnableTagOverride: definition.enableTagOverride,
+  };
+}
+
+/** structs.CheckType -> structs.HealthCheck: type, timings and the definition the catalog shows. */
+function localCheck(definition: CheckDefinition, service: LocalService | undefined): LocalCheck {
+  const duration = (nanos: number): string => (nanos > 0 ? formatDuration(nanos) : '');
+  const record: Record<string, unknown> = {};
+  if (definition.http !== '') Object.assign(record, { HTTP: definition.http, Method: definition.method || undefined, Header: Object.keys(definition.header).length > 0 ? definition.header : undefined, Body: definition.body || undefined });
+  if (definition.tcp !== '') record['TCP'] = definition.tcp;
+  if (definition.udp !== '') record['UDP'] = definition.udp;
+  if (definition.grpc !== '') record['GRPC'] = definition.grpc;
+  if (definition.tlsServerName !== '') record['TLSServerName'] = definition.tlsServerName;
+  if (definition.tlsSkipVerify) record['TLSSkipVerify'] = true;
+  if (definition.intervalNanos > 0) record['Interval'] = duration(definition.intervalNanos);
+  if (definition.timeoutNanos > 0) record['Timeout'] = duration(definition.timeoutNanos);
+  if (definition.deregisterCriticalServiceAfterNanos > 0) record['DeregisterCriticalServiceAfter'] = duration(definition.deregisterCriticalServiceAfterNanos);
+  for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
+  return {
+    CheckID: definition.id,
+    Name: definition.name,
+    Status: definition.status === '' ? 'critical' : definition.status,
+    Notes: definition.notes,
+    Output: '',
+    ServiceID: service?.ID ?? '',
+    ServiceName: service?.Service ?? '',
+    ServiceTags: service ? [...service.Tags] : [],
+    Type: checkType(definition),
+    Interval: duration(definition.intervalNanos),
+    Timeout: duration(definition.timeoutNanos),
+    Definition: record as CheckDefinitionRecord,
+  };
+}
+
+/** structs.CheckType.Type(). */
+function checkType(definition: CheckDefinition): string {
+  if (definition.ttlNanos > 0) return 'ttl';
+  if (definition.http !== '') return 'http';
+  if (definition.tcp !== '') return 'tcp';
+  if (definition.udp !== '') return 'udp';
+  if (definition.grpc !== '') return 'grpc';
+  if (definition.h2ping !== '') return 'h2ping';
+  if (definition.args.length > 0) return 'script';
+  return '';
+}
+
+function maintenanceCheck(id: string, name: string, notes: string, service: LocalService | undefined): LocalCheck {
+  return {
+    CheckID: id,
+    Name: name,
+    Status: 'critical',
+    Notes: notes,
+    Output: '',
+    ServiceID: service?.ID ?? '',
+    ServiceName: service?.Service ?? '',
+    ServiceTags: service ? [...service.Tags] : [],
+    Type: 'maintenance',
+    Interval: '',
+    Timeout: '',
+    Definition: {},
+  };
+}
