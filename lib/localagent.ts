@@ -74,9 +74,11 @@ export class LocalAgent {
   private readonly options: LocalAgentOptions;
   /** The runner of each check that has one (TTL checks are TtlChecks). */
   private readonly runners = new Map<string, RunningCheck>();
+  private readonly checkLogger: Logger;
 
   constructor(options: LocalAgentOptions) {
     this.options = options;
+    this.checkLogger = options.logger.named('checks');
   }
 
   /** agent.AddService: the service and its checks, all validated first. */
@@ -193,7 +195,7 @@ export class LocalAgent {
       sink: (checkId: string, status: CheckStatus, output: string) => state.updateCheck(checkId, status, output),
       clock: this.options.clock,
       rng: this.options.rng,
-      logger: this.options.logger.named('checks'),
+      logger: this.checkLogger,
       outputMaxBytes: config.checkOutputMaxSize,
       allowScripts: true,
     };
