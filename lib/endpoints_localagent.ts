@@ -24,6 +24,7 @@ import type { RuntimeConfig } from './config.js';
 import { ObjectReader } from './decode.js';
 import { readCheckDefinition, readServiceDefinition, validateMeta, validateWeights, type CheckStatus } from './definitions.js';
 import { decodeJsonBody } from './endpoints.js';
+import { renderCheck as renderCatalogCheck } from './endpoints_catalog.js';
 import { goParseBool } from './endpoints_health.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LocalAgentError, type LocalAgent } from './localagent.js';
@@ -191,26 +192,9 @@ function renderService(config: RuntimeConfig, service: LocalService): Record<str
   };
 }
 
-/** structs.HealthCheck as the agent shows it. */
+/** structs.HealthCheck as the agent shows it: the catalog's rendering, with no Raft indexes yet. */
 function renderCheck(config: RuntimeConfig, check: LocalCheck): Record<string, unknown> {
-  return {
-    Node: config.nodeName,
-    CheckID: check.CheckID,
-    Name: check.Name,
-    Status: check.Status,
-    Notes: check.Notes,
-    Output: check.Output,
-    ServiceID: check.ServiceID,
-    ServiceName: check.ServiceName,
-    ServiceTags: [...check.ServiceTags],
-    Type: check.Type,
-    Interval: check.Interval,
-    Timeout: check.Timeout,
-    ExposedPort: 0,
-    Definition: check.Definition,
-    CreateIndex: 0,
-    ModifyIndex: 0,
-  };
+  return renderCatalogCheck({ ...check, Node: config.nodeName, ExposedPort: 0, CreateIndex: 0, ModifyIndex: 0 });
 }
 
 function requireServiceId(request: HttpRequest): string {
