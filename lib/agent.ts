@@ -37,6 +37,7 @@ import { decodeJsonBody } from './endpoints.js';
 import { DnsResolver, listenDns, type DnsListener } from './dns.js';
 import { localDnsCatalog, unreachableDnsCatalog } from './dnscatalog.js';
 import { Recursor } from './dnsrecursor.js';
+import { AgentPersistence } from './agentpersist.js';
 import { LocalState, StateSyncer } from './antientropy.js';
 import { REAL_CLOCK } from './checks.js';
 import { localAgentRoutes } from './endpoints_localagent.js';
@@ -404,10 +405,12 @@ export class Agent {
       logger,
       onChange: () => syncer.current?.trigger(),
     });
-    const agent = new LocalAgent({ config, state, clock: REAL_CLOCK, rng: Math.random, logger });
+    const persistence = config.dataDir !== '' && !config.devMode ? new AgentPersistence(config.dataDir, logger) : undefined;
+    const agent = new LocalAgent({ config, state, clock: REAL_CLOCK, rng: Math.random, logger, nowMs: Date.now, ...(persistence ? { persistence } : {}) });
     try {
       for (const service of config.services) agent.registerService(service, 'local');
       for (const check of config.checks) agent.registerCheck(check, 'local');
+      agent.restore();
     } catch (error) {
       agent.stop();
       if (error instanceof LocalAgentError) throw new Error(`Failed to register service or check from the configuration: ${error.message}`);

@@ -17,8 +17,11 @@
 // Errors are LocalAgentErrors carrying the HTTP status and text Consul answers with; nothing is
 // half-registered: every check of a service is validated before anything changes.
 //
-// Not here yet: persistence under the data dir, reload, alias checks, docker and OS-service
-// checks, deregister_critical_service_after (the reaper), tokens and ACLs.
+// Registrations made through the API (source 'remote') and TTL results are kept on disk
+// (lib/agentpersist.ts) and restored at start; config-file definitions come from the config.
+//
+// Not here yet: reload, alias checks, docker and OS-service checks, maintenance mode across
+// restarts, deregister_critical_service_after (the reaper), tokens and ACLs.
 
 import type { RuntimeConfig } from './config.js';
 import type { CheckDefinition, CheckStatus, ServiceDefinition } from './definitions.js';
@@ -30,6 +33,7 @@ import type { EndpointDeps } from './endpoints.js';
 import { catalogDeregister, catalogRegister } from './endpoints_catalog.js';
 import { readQuery } from './query.js';
 import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type RunningCheck, type TtlCheck } from './checks.js';
+import type { AgentPersistence } from './agentpersist.js';
 import type { Logger } from './log.js';
 import type { CheckDefinitionRecord } from './schema.js';
 
@@ -55,6 +59,10 @@ export interface LocalAgentOptions {
   readonly clock: CheckClock;
   readonly rng: () => number;
   readonly logger: Logger;
+  /** Where API registrations and TTL results are kept across restarts; none in -dev mode. */
+  readonly persistence?: AgentPersistence;
+  /** Milliseconds since the epoch (TTL expiry of persisted check states). */
+  readonly nowMs: () => number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -75,6 +83,8 @@ export class LocalAgent {
   /** The runner of each check that has one (TTL checks are TtlChecks). */
   private readonly runners = new Map<string, RunningCheck>();
   private readonly checkLogger: Logger;
+  /** The TTL of each TTL check, for the expiry of its persisted result. */
+  private readonly ttlNanos = new Map<string, number>();
 
   constructor(options: LocalAgentOptions) {
     this.options = options;
@@ -99,14 +109,58 @@ export class LocalAgent {
       }
     }
     for (const check of checks) this.addCheckAndRunner(check, service);
+    if (source === 'remote') this.options.persistence?.saveService({ definition, source });
+  }
+
+  /**
+   * Loads what the API registered before a restart (loadServices, loadChecks, loadCheckState).
+   * A definition that also comes from the config files is left to the config; one that no longer
+   * registers is logged and dropped; a TTL result not yet expired is restored.
+   */
+  restore(): void {
+    const persistence = this.options.persistence;
+    if (persistence === undefined) return;
+    const { state, logger } = this.options;
+    const loaded = persistence.load();
+    for (const { definition, source } of loaded.services) {
+      const id = definition.id !== '' ? definition.id : definition.name;
+      if (state.service(id) !== undefined) continue;
+      try {
+        this.registerService(definition, source);
+      } catch (error) {
+        logger.warn('dropping a persisted service that no longer registers', { service: id, error: String(error) });
+        persistence.removeService(id);
+      }
+    }
+    for (const { definition, source } of loaded.checks) {
+      if (state.check(definition.id) !== undefined) continue;
+      try {
+        this.registerCheck(definition, source);
+      } catch (error) {
+        logger.warn('dropping a persisted check that no longer registers', { check: definition.id, error: String(error) });
+        persistence.removeCheck(definition.id);
+      }
+    }
+    for (const saved of loaded.checkStates.values()) {
+      if (saved.expiresAtMs <= this.options.nowMs() || !this.isTtl(saved.checkId)) {
+        persistence.removeCheckState(saved.checkId);
+        continue;
+      }
+      state.updateCheck(saved.checkId, saved.status, saved.output);
+    }
   }
 
   /** agent.RemoveService: the service and its checks. */
   deregisterService(id: string): void {
     const { state } = this.options;
     if (state.service(id) === undefined) throw new LocalAgentError(404, `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`);
-    for (const check of state.checks()) if (check.ServiceID === id) this.stopRunner(check.CheckID);
+    for (const check of state.checks()) {
+      if (check.ServiceID !== id) continue;
+      this.stopRunner(check.CheckID);
+      this.options.persistence?.removeCheck(check.CheckID);
+    }
     state.removeService(id);
+    this.options.persistence?.removeService(id);
   }
 
   /** agent.AddCheck for /v1/agent/check/register and node checks from config files. */
@@ -117,11 +171,13 @@ export class LocalAgent {
     if (check.serviceId !== '' && service === undefined) throw new LocalAgentError(404, `ServiceID ${JSON.stringify(check.serviceId)} does not exist`);
     this.validateCheckDefinition(check, source);
     this.addCheckAndRunner(check, service);
+    if (source === 'remote') this.options.persistence?.saveCheck({ definition: check, source });
   }
 
   deregisterCheck(id: string): void {
     if (this.options.state.check(id) === undefined) throw new LocalAgentError(404, `Unknown check ID ${JSON.stringify(id)}. Ensure that the check ID is passed, not the check name.`);
     this.removeCheckAndRunner(id);
+    this.options.persistence?.removeCheck(id);
   }
 
   /** updateTTLCheck: pass/warn/fail/update on a TTL check. */
@@ -129,7 +185,9 @@ export class LocalAgent {
     if (this.options.state.check(id) === undefined) throw new LocalAgentError(404, `Unknown check ID ${JSON.stringify(id)}. Ensure that the check ID is passed, not the check name.`);
     const runner = this.runners.get(id);
     if (runner === undefined || !isTtlCheck(runner)) throw new LocalAgentError(500, `CheckID ${JSON.stringify(id)} does not have associated TTL`);
-    runner.setStatus(status, output);
+    const recorded = runner.setStatus(status, output);
+    const ttlNanos = this.ttlNanos.get(id) ?? 0;
+    this.options.persistence?.saveCheckState({ checkId: id, status, output: recorded, expiresAtMs: this.options.nowMs() + ttlNanos / 1e6 });
   }
 
   /** EnableServiceMaintenance / DisableServiceMaintenance. */
@@ -189,6 +247,7 @@ export class LocalAgent {
     const check = localCheck(definition, service);
     state.addCheck(previous === undefined ? check : { ...check, Status: previous.Status, Output: previous.Output });
     this.stopRunner(definition.id);
+    if (definition.ttlNanos > 0) this.ttlNanos.set(definition.id, definition.ttlNanos);
     const runnerOptions = {
       checkId: definition.id,
       definition,
@@ -216,6 +275,7 @@ export class LocalAgent {
   private stopRunner(id: string): void {
     this.runners.get(id)?.stop();
     this.runners.delete(id);
+    this.ttlNanos.delete(id);
   }
 }
 
