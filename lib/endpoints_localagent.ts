@@ -9,7 +9,11 @@
 // `Invalid check status: 'x'`, `Missing value for enable`, `Invalid value for enable: "x"`;
 // 404 for unknown IDs; /v1/agent/health/service/... answer 200/429/503 by aggregate status.
 //
-// Not here yet: ?filter on /v1/agent/services and /v1/agent/checks, hash blocking
+// ?filter on /v1/agent/services and /v1/agent/checks checks selectors against structs.NodeService
+// and structs.HealthCheck (Consul's api.AgentService adds a few fields, such as Datacenter, that
+// a filter here cannot name yet).
+//
+// Not here yet: hash blocking
 // (X-Consul-ContentHash with ?hash), ?format=text's Accept-header form, tokens and ACLs.
 //
 // References: Consul agent/agent_endpoint.go (AgentServices, AgentService, AgentChecks,
@@ -18,6 +22,8 @@
 // AgentHealthServiceByID/Name), api/agent.go (AgentService, AgentServiceChecksInfo).
 
 import { createHash } from 'node:crypto';
+import { compileFilter, FilterError, filterMap } from './bexpr.js';
+import { GO_HEALTH_CHECK, GO_NODE_SERVICE, type GoType } from './bexprtypes.js';
 import type { LocalCheck, LocalService, LocalState } from './antientropy.js';
 import { aggregateStatus } from './catalog.js';
 import type { RuntimeConfig } from './config.js';
@@ -64,9 +70,9 @@ export function localAgentRoutes(deps: LocalAgentEndpointDeps): HttpRoute[] {
   };
   const ttl = (status: CheckStatus) => change((request) => deps.agent.updateTtl(request.param, status, request.query.get('note') ?? ''));
   return [
-    { path: '/v1/agent/services', methods: ['GET'], handler: () => ({ json: Object.fromEntries(deps.state.services().map((service) => [service.ID, renderService(deps.config, service)])) }) },
+    { path: '/v1/agent/services', methods: ['GET'], handler: (request) => ({ json: filtered(request, GO_NODE_SERVICE, Object.fromEntries(deps.state.services().map((service) => [service.ID, renderService(deps.config, service)]))) }) },
     { path: '/v1/agent/service/', methods: ['GET'], handler: (request) => serviceById(deps, request.param) },
-    { path: '/v1/agent/checks', methods: ['GET'], handler: () => ({ json: Object.fromEntries(deps.state.checks().map((check) => [check.CheckID, renderCheck(deps.config, check)])) }) },
+    { path: '/v1/agent/checks', methods: ['GET'], handler: (request) => ({ json: filtered(request, GO_HEALTH_CHECK, Object.fromEntries(deps.state.checks().map((check) => [check.CheckID, renderCheck(deps.config, check)]))) }) },
     { path: '/v1/agent/service/register', methods: ['PUT'], bodyBytesMax: AGENT_REGISTER_BODY_BYTES_MAX, handler: change((request) => registerService(deps, request)) },
     { path: '/v1/agent/service/deregister/', methods: ['PUT'], handler: change((request) => deps.agent.deregisterService(request.param)) },
     { path: '/v1/agent/service/maintenance/', methods: ['PUT'], handler: change((request) => deps.agent.serviceMaintenance(requireServiceId(request), parseEnable(request), request.query.get('reason') ?? '')) },
@@ -195,6 +201,18 @@ function renderService(config: RuntimeConfig, service: LocalService): Record<str
 /** structs.HealthCheck as the agent shows it: the catalog's rendering, with no Raft indexes yet. */
 function renderCheck(config: RuntimeConfig, check: LocalCheck): Record<string, unknown> {
   return renderCatalogCheck({ ...check, Node: config.nodeName, ExposedPort: 0, CreateIndex: 0, ModifyIndex: 0 });
+}
+
+/** ?filter over a map's values (go-bexpr applies a filter to a map's elements); Consul's 500 with go-bexpr's text when it does not compile. */
+function filtered<T>(request: HttpRequest, type: GoType, items: Record<string, T>): Record<string, T> {
+  const expression = request.query.get('filter') ?? '';
+  if (expression === '') return items;
+  try {
+    return filterMap(compileFilter(expression, type), items);
+  } catch (error) {
+    if (error instanceof FilterError) throw new HttpError(error.statusCode, error.message);
+    throw error;
+  }
 }
 
 function requireServiceId(request: HttpRequest): string {

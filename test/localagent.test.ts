@@ -110,6 +110,16 @@ describe('local services and checks', () => {
     assert.deepEqual([badStatus.status, badStatus.text], [400, "Invalid check status: 'bogus'"]);
   });
 
+  test('?filter selects services and checks with go-bexpr; a bad filter is a 500', async () => {
+    const services = (await api('GET', `/v1/agent/services?filter=${encodeURIComponent('Service == "web" and "v1" in Tags')}`)).json() as Record<string, unknown>;
+    assert.deepEqual(Object.keys(services), ['web']);
+    const checks = (await api('GET', `/v1/agent/checks?filter=${encodeURIComponent('ServiceName == "from-config"')}`)).json() as Record<string, unknown>;
+    assert.deepEqual(Object.keys(checks), ['service:from-config']);
+    const bad = await api('GET', `/v1/agent/services?filter=${encodeURIComponent('Nope == 1')}`);
+    assert.equal(bad.status, 500);
+    assert.match(bad.text, /Nope/);
+  });
+
   test('bad registrations get Consul\'s errors and change nothing', async () => {
     const cases: [string, unknown, number, string][] = [
       ['/v1/agent/service/register', { Port: 1 }, 400, 'Missing service name'],
