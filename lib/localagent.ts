@@ -20,8 +20,11 @@
 // Registrations made through the API (source 'remote') and TTL results are kept on disk
 // (lib/agentpersist.ts) and restored at start; config-file definitions come from the config.
 //
+// deregister_critical_service_after: every 30 s, a service whose check has been critical for
+// longer than that (at least a minute) is deregistered, as Consul's reaper does.
+//
 // Not here yet: reload, alias checks, docker and OS-service checks, maintenance mode across
-// restarts, deregister_critical_service_after (the reaper), tokens and ACLs.
+// restarts, tokens and ACLs.
 
 import type { RuntimeConfig } from './config.js';
 import type { CheckDefinition, CheckStatus, ServiceDefinition } from './definitions.js';
@@ -32,7 +35,7 @@ import * as catalog from './catalog.js';
 import type { EndpointDeps } from './endpoints.js';
 import { catalogDeregister, catalogRegister } from './endpoints_catalog.js';
 import { readQuery } from './query.js';
-import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type RunningCheck, type TtlCheck } from './checks.js';
+import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type CheckTimer, type RunningCheck, type TtlCheck } from './checks.js';
 import type { AgentPersistence } from './agentpersist.js';
 import type { Logger } from './log.js';
 import type { CheckDefinitionRecord } from './schema.js';
@@ -73,6 +76,10 @@ export const SERVICE_MAINTENANCE_PREFIX = '_service_maintenance:';
 const NODE_MAINTENANCE_DEFAULT_REASON = 'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.';
 const SERVICE_MAINTENANCE_DEFAULT_REASON = 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.';
 const SCRIPTS_DISABLED_REMOTE = "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
+/** Consul's checkReapInterval: how often long-critical services are looked for. */
+export const REAP_INTERVAL_MS = 30_000;
+/** Consul's CheckDeregisterIntervalMin: deregister_critical_service_after below this is raised to it. */
+export const REAP_AFTER_MS_MIN = 60_000;
 const SCRIPTS_DISABLED_LOCAL = "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true";
 
 // ---------------------------------------------------------------------------------------------
@@ -85,10 +92,17 @@ export class LocalAgent {
   private readonly checkLogger: Logger;
   /** The TTL of each TTL check, for the expiry of its persisted result. */
   private readonly ttlNanos = new Map<string, number>();
+  /** When each critical check turned critical (Consul's CriticalTime), for the reaper. */
+  private readonly criticalSinceMs = new Map<string, number>();
+  /** deregister_critical_service_after of each service check that has one (at least a minute). */
+  private readonly reapAfterMs = new Map<string, number>();
+  private reapTimer: CheckTimer | undefined;
+  private isStopped = false;
 
   constructor(options: LocalAgentOptions) {
     this.options = options;
     this.checkLogger = options.logger.named('checks');
+    this.scheduleReap();
   }
 
   /** agent.AddService: the service and its checks, all validated first. */
@@ -220,10 +234,41 @@ export class LocalAgent {
     return runner !== undefined && isTtlCheck(runner);
   }
 
+  /**
+   * reapServicesInternal: a service whose check has been critical for longer than its
+   * deregister_critical_service_after is deregistered (with all its checks).
+   */
+  reapCriticalServices(): void {
+    const now = this.options.clock.nowMs();
+    for (const [checkId, afterMs] of this.reapAfterMs) {
+      const since = this.criticalSinceMs.get(checkId);
+      const check = this.options.state.check(checkId);
+      if (since === undefined || check === undefined || check.ServiceID === '' || now - since <= afterMs) continue;
+      if (this.options.state.service(check.ServiceID) === undefined) continue;
+      this.options.logger.info('Check for service has been critical for too long; deregistered service', { service: check.ServiceID, check: checkId });
+      this.deregisterService(check.ServiceID);
+    }
+  }
+
   /** Stops every check runner (agent shutdown). */
   stop(): void {
+    this.isStopped = true;
+    this.reapTimer?.cancel();
     for (const runner of this.runners.values()) runner.stop();
     this.runners.clear();
+  }
+
+  private noteStatus(checkId: string, status: CheckStatus): void {
+    if (status !== 'critical') this.criticalSinceMs.delete(checkId);
+    else if (!this.criticalSinceMs.has(checkId)) this.criticalSinceMs.set(checkId, this.options.clock.nowMs());
+  }
+
+  private scheduleReap(): void {
+    this.reapTimer = this.options.clock.setTimeout(() => {
+      if (this.isStopped) return;
+      this.reapCriticalServices();
+      this.scheduleReap();
+    }, REAP_INTERVAL_MS);
   }
 
   private validateCheckDefinition(check: CheckDefinition, source: DefinitionSource): void {
@@ -248,10 +293,19 @@ export class LocalAgent {
     state.addCheck(previous === undefined ? check : { ...check, Status: previous.Status, Output: previous.Output });
     this.stopRunner(definition.id);
     if (definition.ttlNanos > 0) this.ttlNanos.set(definition.id, definition.ttlNanos);
+    this.noteStatus(definition.id, state.check(definition.id)?.Status ?? 'critical');
+    if (definition.deregisterCriticalServiceAfterNanos > 0 && service !== undefined) {
+      const afterMs = definition.deregisterCriticalServiceAfterNanos / 1e6;
+      if (afterMs < REAP_AFTER_MS_MIN) this.options.logger.warn('check has deregister interval below minimum', { check: definition.id, minimum: formatDuration(REAP_AFTER_MS_MIN * 1e6) });
+      this.reapAfterMs.set(definition.id, Math.max(afterMs, REAP_AFTER_MS_MIN));
+    }
     const runnerOptions = {
       checkId: definition.id,
       definition,
-      sink: (checkId: string, status: CheckStatus, output: string) => state.updateCheck(checkId, status, output),
+      sink: (checkId: string, status: CheckStatus, output: string) => {
+        this.noteStatus(checkId, status);
+        state.updateCheck(checkId, status, output);
+      },
       clock: this.options.clock,
       rng: this.options.rng,
       logger: this.checkLogger,
@@ -276,6 +330,8 @@ export class LocalAgent {
     this.runners.get(id)?.stop();
     this.runners.delete(id);
     this.ttlNanos.delete(id);
+    this.criticalSinceMs.delete(id);
+    this.reapAfterMs.delete(id);
   }
 }
 
