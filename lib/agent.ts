@@ -76,6 +76,8 @@ export class Agent {
   private localState: LocalState | undefined;
   private localAgent: LocalAgent | undefined;
   private stateSyncer: StateSyncer | undefined;
+  /** Settles at the next local change, then is replaced: one promise shared by every hash-blocking read. */
+  private localChange = changeSignal();
   private isShutDown = false;
   /** The cluster state this server replicates (empty on client agents, which forward reads). */
   readonly state = new StateStore({ nowMs: Date.now });
@@ -403,7 +405,10 @@ export class Agent {
       rng: Math.random,
       checkUpdateIntervalMs: config.checkUpdateIntervalMs,
       logger,
-      onChange: () => syncer.current?.trigger(),
+      onChange: () => {
+        syncer.current?.trigger();
+        this.signalLocalChange();
+      },
     });
     const persistence = config.dataDir !== '' && !config.devMode ? new AgentPersistence(config.dataDir, logger) : undefined;
     const agent = new LocalAgent({ config, state, clock: REAL_CLOCK, rng: Math.random, logger, nowMs: Date.now, ...(persistence ? { persistence } : {}) });
@@ -486,6 +491,12 @@ export class Agent {
     return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft)];
   }
 
+  private signalLocalChange(): void {
+    const settled = this.localChange;
+    this.localChange = changeSignal();
+    settled.resolve();
+  }
+
   private localAgentRoutes(): HttpRoute[] {
     const { localAgent: agent, localState: state, stateSyncer: syncer } = this;
     if (agent === undefined || state === undefined || syncer === undefined) return [];
@@ -495,7 +506,7 @@ export class Agent {
       // Consul syncs before answering a registration; a failure is logged and retried by the loop.
       await syncer.whenSynced().catch((error: unknown) => logger.warn('failed to sync the local state', { error: String(error) }));
     };
-    return localAgentRoutes({ config: this.config, agent, state, syncNow, logger });
+    return localAgentRoutes({ config: this.config, agent, state, syncNow, nextChange: () => this.localChange.promise, logger });
   }
 
   private localRoutes(): HttpRoute[] {
@@ -753,4 +764,11 @@ function debugConfig(config: RuntimeConfig, nodeId: string): Record<string, unkn
     UIConfig: { ContentPath: config.uiContentPath, Enabled: config.uiEnabled },
     Version: CONSUL_VERSION,
   };
+}
+
+/** A promise and the function that settles it. */
+function changeSignal(): { readonly promise: Promise<void>; readonly resolve: () => void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((settle) => (resolve = settle));
+  return { promise, resolve };
 }

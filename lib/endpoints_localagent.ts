@@ -13,8 +13,7 @@
 // and structs.HealthCheck (Consul's api.AgentService adds a few fields, such as Datacenter, that
 // a filter here cannot name yet).
 //
-// Not here yet: hash blocking
-// (X-Consul-ContentHash with ?hash), ?format=text's Accept-header form, tokens and ACLs.
+// Not here yet: ?format=text's Accept-header form, tokens and ACLs.
 //
 // References: Consul agent/agent_endpoint.go (AgentServices, AgentService, AgentChecks,
 // AgentRegisterService, AgentDeregisterService, AgentServiceMaintenance, AgentNodeMaintenance,
@@ -32,6 +31,7 @@ import { readCheckDefinition, readServiceDefinition, validateMeta, validateWeigh
 import { decodeJsonBody } from './endpoints.js';
 import { renderCheck as renderCatalogCheck } from './endpoints_catalog.js';
 import { goParseBool } from './endpoints_health.js';
+import { JITTER_FRACTION, parseWait, TIMER_MS_MAX } from './query.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LocalAgentError, type LocalAgent } from './localagent.js';
 import type { Logger } from './log.js';
@@ -45,6 +45,8 @@ export interface LocalAgentEndpointDeps {
   readonly state: LocalState;
   /** Pushes local changes to the catalog now; resolves when done (or failed: the error is logged). */
   syncNow(): Promise<void>;
+  /** Resolves at the next change of the local state (a service or check added, changed or removed). */
+  nextChange(): Promise<void>;
   readonly logger: Logger;
 }
 
@@ -71,7 +73,7 @@ export function localAgentRoutes(deps: LocalAgentEndpointDeps): HttpRoute[] {
   const ttl = (status: CheckStatus) => change((request) => deps.agent.updateTtl(request.param, status, request.query.get('note') ?? ''));
   return [
     { path: '/v1/agent/services', methods: ['GET'], handler: (request) => ({ json: filtered(request, GO_NODE_SERVICE, Object.fromEntries(deps.state.services().map((service) => [service.ID, renderService(deps.config, service)]))) }) },
-    { path: '/v1/agent/service/', methods: ['GET'], handler: (request) => serviceById(deps, request.param) },
+    { path: '/v1/agent/service/', methods: ['GET'], handler: (request) => serviceById(deps, request) },
     { path: '/v1/agent/checks', methods: ['GET'], handler: (request) => ({ json: filtered(request, GO_HEALTH_CHECK, Object.fromEntries(deps.state.checks().map((check) => [check.CheckID, renderCheck(deps.config, check)]))) }) },
     { path: '/v1/agent/service/register', methods: ['PUT'], bodyBytesMax: AGENT_REGISTER_BODY_BYTES_MAX, handler: change((request) => registerService(deps, request)) },
     { path: '/v1/agent/service/deregister/', methods: ['PUT'], handler: change((request) => deps.agent.deregisterService(request.param)) },
@@ -133,12 +135,45 @@ function unknownFieldMessage(path: string): string {
   return `json: unknown field ${JSON.stringify(path.split('.').pop() ?? path)}`;
 }
 
-function serviceById(deps: LocalAgentEndpointDeps, id: string): HttpResponse {
+/**
+ * AgentService, with hash blocking: given ?hash equal to the current ContentHash, the answer
+ * waits (?wait, 5 minutes by default, at most 10, plus Consul's 1/16 jitter) until the service
+ * changes or goes away, or the wait ends; then it answers with whatever is current.
+ */
+async function serviceById(deps: LocalAgentEndpointDeps, request: HttpRequest): Promise<HttpResponse> {
+  const id = request.param;
+  const hash = request.query.get('hash') ?? '';
+  const { waitMs } = parseWait(request.query);
+  const blockMs = Math.min(waitMs > 0 ? waitMs : deps.config.defaultQueryTimeMs, deps.config.maxQueryTimeMs);
+  const giveUpAt = performance.now() + blockMs + Math.random() * (blockMs / JITTER_FRACTION);
+  for (;;) {
+    const current = renderedService(deps, id);
+    if (hash === '' || current === undefined || current.contentHash !== hash || performance.now() >= giveUpAt || request.signal.aborted) {
+      if (current === undefined) throw new HttpError(404, `unknown service ID: ${id}`);
+      return { json: { ...current.json, ContentHash: current.contentHash }, headers: { 'X-Consul-ContentHash': current.contentHash } };
+    }
+    await untilChangeOrTimeout(deps, giveUpAt - performance.now(), request);
+  }
+}
+
+function renderedService(deps: LocalAgentEndpointDeps, id: string): { json: Record<string, unknown>; contentHash: string } | undefined {
   const service = deps.state.service(id);
-  if (service === undefined) throw new HttpError(404, `unknown service ID: ${id}`);
-  const rendered = renderService(deps.config, service);
-  const contentHash = createHash('sha256').update(JSON.stringify(rendered)).digest('hex').slice(0, 16);
-  return { json: { ...rendered, ContentHash: contentHash }, headers: { 'X-Consul-ContentHash': contentHash } };
+  if (service === undefined) return undefined;
+  const json = renderService(deps.config, service);
+  return { json, contentHash: createHash('sha256').update(JSON.stringify(json)).digest('hex').slice(0, 16) };
+}
+
+function untilChangeOrTimeout(deps: LocalAgentEndpointDeps, ms: number, request: HttpRequest): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      request.signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, Math.min(ms, TIMER_MS_MAX)));
+    request.signal.addEventListener('abort', done, { once: true });
+    void deps.nextChange().then(done);
+  });
 }
 
 /** AgentHealthServiceByName: every instance of the name, the worst aggregate status decides the code. */

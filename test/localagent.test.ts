@@ -120,6 +120,20 @@ describe('local services and checks', () => {
     assert.match(bad.text, /Nope/);
   });
 
+  test('GET /v1/agent/service/:id blocks on ?hash until the service changes, or the wait ends', async () => {
+    const first = await fetch(`http://127.0.0.1:${port}/v1/agent/service/web`);
+    const hash = first.headers.get('x-consul-contenthash') ?? '';
+    assert.equal(((await first.json()) as { ContentHash: string }).ContentHash, hash);
+    const timedOut = await api('GET', `/v1/agent/service/web?hash=${hash}&wait=100ms`);
+    assert.equal(timedOut.status, 200, 'an unchanged service is answered when the wait ends');
+    const blocked = fetch(`http://127.0.0.1:${port}/v1/agent/service/web?hash=${hash}&wait=30s`).then(async (response) => ({ hash: response.headers.get('x-consul-contenthash'), body: (await response.json()) as { Tags: string[] } }));
+    assert.equal((await api('PUT', '/v1/agent/service/register', { Name: 'web', Tags: ['v2'], Port: 8080, Check: { HTTP: `http://127.0.0.1:${targetPort}/health`, Interval: '1s' } })).status, 200);
+    const changed = await blocked;
+    assert.notEqual(changed.hash, hash);
+    assert.deepEqual(changed.body.Tags, ['v2']);
+    assert.equal((await api('GET', '/v1/agent/service/ghost')).status, 404);
+  });
+
   test('bad registrations get Consul\'s errors and change nothing', async () => {
     const cases: [string, unknown, number, string][] = [
       ['/v1/agent/service/register', { Port: 1 }, 400, 'Missing service name'],
