@@ -38,7 +38,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const agentLogger = logger.named('agent');
   let agent: Agent;
   try {
-    agent = await Agent.start({ config, logger });
+    agent = await Agent.start({ config, logger, reloadConfig: () => loadConfig(argv).config });
   } catch (error) {
     sink.open();
     agentLogger.error('Error starting agent', { error: error instanceof Error ? error.message : String(error) });
@@ -60,7 +60,7 @@ async function main(argv: readonly string[]): Promise<number> {
  * skip_leave_on_interrupt, the default for servers) and SIGTERM (with leave_on_terminate, the
  * default for clients) leave gracefully first and exit 0; any other SIGINT or SIGTERM stops at
  * once and exits 1 ("Graceful shutdown disabled"); a second signal forces the exit; a shutdown
- * the agent asked for (PUT /v1/agent/leave) exits 0. SIGHUP (reload) comes with local state.
+ * the agent asked for (PUT /v1/agent/leave) exits 0. SIGHUP reloads the configuration.
  */
 function waitForShutdownSignal(agent: Agent, logger: Logger): Promise<number> {
   return new Promise((resolve) => {
@@ -102,6 +102,13 @@ function waitForShutdownSignal(agent: Agent, logger: Logger): Promise<number> {
         (error: unknown) => logger.error('Error on leave', { error: error instanceof Error ? error.message : String(error) }),
       );
     };
+    process.on('SIGHUP', () => {
+      logger.info('Caught', { signal: 'hangup' });
+      agent.reload().then(
+        () => logger.info('Reloaded configuration'),
+        (error: unknown) => logger.error('Reload config failed', { error: error instanceof Error ? error.message : String(error) }),
+      );
+    });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     void agent.whenShutdownRequested.then(() => {

@@ -66,6 +66,8 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** Produces a node ID when none is configured or persisted; injected for tests. */
   readonly newNodeId?: () => string;
+  /** Reads the configuration again (same flags and files), for SIGHUP and PUT /v1/agent/reload; throws ConfigError. */
+  readonly reloadConfig?: () => RuntimeConfig;
 }
 
 /** A running agent. */
@@ -103,6 +105,7 @@ export class Agent {
     readonly config: RuntimeConfig,
     readonly nodeId: string,
     private readonly logger: Logger,
+    private readonly reloadConfig: (() => RuntimeConfig) | undefined = undefined,
   ) {
     const { telemetry } = config;
     this.metrics = new Metrics({
@@ -119,7 +122,7 @@ export class Agent {
     const { config } = options;
     const logger = options.logger.named('agent');
     const nodeId = resolveNodeId(config, options.newNodeId ?? randomUUID, logger);
-    const agent = new Agent(config, nodeId, logger);
+    const agent = new Agent(config, nodeId, logger, options.reloadConfig);
     try {
       if (config.serverMode) await agent.startRaft();
       await agent.startGossip();
@@ -175,6 +178,19 @@ export class Agent {
     }
     this.logger.error('failed to transfer leadership, removing the server', { error: `failed to transfer leadership in ${LEADERSHIP_TRANSFER_ATTEMPTS} attempts` });
     await raft.changeConfiguration({ op: 'removeServer', id: this.nodeId });
+  }
+
+  /**
+   * Consul's ReloadConfig, for the parts that can change at run time here: the services and
+   * checks of the config files (new ones registered, removed ones deregistered). Rejects with
+   * the reason (a config error, a definition that does not register) and then changes nothing.
+   */
+  async reload(): Promise<void> {
+    if (this.reloadConfig === undefined || this.localAgent === undefined) throw new Error('this agent has no configuration source to reload');
+    const fresh = this.reloadConfig();
+    this.logger.info('Reloading configuration...');
+    this.localAgent.reloadDefinitions(fresh.services, fresh.checks);
+    await this.stateSyncer?.whenSynced();
   }
 
   /** Stops the listeners first (no new requests), then Raft. Safe to call more than once. */
@@ -512,6 +528,18 @@ export class Agent {
   private localRoutes(): HttpRoute[] {
     return [
       { path: '/v1/agent/self', methods: ['GET'], handler: () => ({ json: this.self() }) },
+      {
+        path: '/v1/agent/reload',
+        methods: ['PUT'],
+        handler: async () => {
+          try {
+            await this.reload();
+          } catch (error) {
+            throw new HttpError(500, `Failed to reload configs: ${error instanceof Error ? error.message : String(error)}`);
+          }
+          return { text: '' };
+        },
+      },
       // A client agent has no Raft of its own and, until the RPC layer exists, no server to ask:
       // it knows of no leader and no peers, which Consul reports as "" and [].
       { path: '/v1/status/leader', methods: ['GET'], handler: () => ({ json: this.raft?.leader() ?? '' }) },

@@ -97,6 +97,9 @@ export class LocalAgent {
   /** deregister_critical_service_after of each service check that has one (at least a minute). */
   private readonly reapAfterMs = new Map<string, number>();
   private reapTimer: CheckTimer | undefined;
+  /** IDs of the services and node checks that came from the config files (replaced on reload). */
+  private readonly configServiceIds = new Set<string>();
+  private readonly configCheckIds = new Set<string>();
   private isStopped = false;
 
   constructor(options: LocalAgentOptions) {
@@ -124,6 +127,37 @@ export class LocalAgent {
     }
     for (const check of checks) this.addCheckAndRunner(check, service);
     if (source === 'remote') this.options.persistence?.saveService({ definition, source });
+    else this.configServiceIds.add(service.ID);
+  }
+
+  /**
+   * The config files' services and node checks after a reload: those no longer declared are
+   * deregistered, the others (re)registered; registration keeps surviving checks' status. Every
+   * definition is validated first, so a bad reload changes nothing.
+   */
+  reloadDefinitions(services: readonly ServiceDefinition[], checks: readonly CheckDefinition[]): void {
+    for (const service of services) {
+      if (service.name === '') throw new LocalAgentError(400, 'Missing service name');
+      for (const check of service.checks) this.validateCheckDefinition(check, 'local');
+    }
+    for (const check of checks) {
+      if (check.name === '') throw new LocalAgentError(400, 'Missing check name');
+      this.validateCheckDefinition(check, 'local');
+    }
+    const keptServices = new Set(services.map((service) => (service.id !== '' ? service.id : service.name)));
+    const keptChecks = new Set(checks.map((check) => (check.id !== '' ? check.id : check.name)));
+    for (const id of [...this.configCheckIds]) {
+      if (keptChecks.has(id)) continue;
+      this.configCheckIds.delete(id);
+      if (this.options.state.check(id) !== undefined) this.removeCheckAndRunner(id);
+    }
+    for (const id of [...this.configServiceIds]) {
+      if (keptServices.has(id)) continue;
+      this.configServiceIds.delete(id);
+      if (this.options.state.service(id) !== undefined) this.deregisterService(id);
+    }
+    for (const service of services) this.registerService(service, 'local', true);
+    for (const check of checks) this.registerCheck(check, 'local');
   }
 
   /**
@@ -186,6 +220,7 @@ export class LocalAgent {
     this.validateCheckDefinition(check, source);
     this.addCheckAndRunner(check, service);
     if (source === 'remote') this.options.persistence?.saveCheck({ definition: check, source });
+    else this.configCheckIds.add(check.id);
   }
 
   deregisterCheck(id: string): void {
