@@ -11,9 +11,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { freePort, waitFor } from '../test/support.js';
-import { ChildProcesses } from './support.js';
+import { buildRelease, ChildProcesses, httpPut } from './support.js';
 
 const CHECKS = Number(process.env['BENCH_CHECKS'] ?? 5_000);
 const WINDOW_S = Number(process.env['BENCH_WINDOW_SECONDS'] ?? 30);
@@ -69,19 +69,12 @@ async function measure(pid: number, settleSeconds: number): Promise<{ cpuShare: 
   return { cpuShare: (cpuSeconds(pid) - cpuStart) / ((performance.now() - windowStart) / 1000), rssMax };
 }
 
-async function put(port: number, path: string, body: unknown): Promise<void> {
-  const response = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'PUT', body: JSON.stringify(body) });
-  if (response.status !== 200) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-}
-
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-bench-checks-'));
   const children = new ChildProcesses();
   children.cleanUpOnSignal(scratch);
   try {
-    const root = resolve(import.meta.dirname, '..');
-    const build = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts'), join(scratch, 'dist')], { stdio: 'inherit' });
-    if (build.status !== 0) throw new Error('build failed');
+    buildRelease(join(scratch, 'dist'));
     const targetPort = await freePort();
     children.start(process.execPath, ['-e', TARGET_SERVER, String(targetPort)], scratch, 'target server');
     // The floor first, alone on the machine: the same probes from a bare process.
@@ -104,7 +97,7 @@ async function main(): Promise<void> {
     const worker = async (): Promise<void> => {
       while (next < CHECKS) {
         const i = next++;
-        await put(httpPort, '/v1/agent/service/register', { Name: `svc-${i}`, Port: 10_000 + i, Check: { HTTP: `http://127.0.0.1:${targetPort}/health/${i}`, Interval: '10s' } });
+        await httpPut(httpPort, '/v1/agent/service/register', { Name: `svc-${i}`, Port: 10_000 + i, Check: { HTTP: `http://127.0.0.1:${targetPort}/health/${i}`, Interval: '10s' } });
       }
     };
     await Promise.all(Array.from({ length: IN_FLIGHT }, worker));

@@ -12,9 +12,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { freePort, waitFor } from '../test/support.js';
-import { ChildProcesses } from './support.js';
+import { buildRelease, ChildProcesses, httpPut } from './support.js';
 
 const DURATION_S = Number(process.env['BENCH_SECONDS'] ?? 5);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
@@ -71,19 +71,12 @@ function median(values: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
 
-async function put(port: number, path: string, body: unknown): Promise<void> {
-  const response = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'PUT', body: JSON.stringify(body) });
-  if (response.status !== 200) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-}
-
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-bench-dns-'));
   const children = new ChildProcesses();
   children.cleanUpOnSignal(scratch);
   try {
-    const root = resolve(import.meta.dirname, '..');
-    const build = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts'), join(scratch, 'dist')], { stdio: 'inherit' });
-    if (build.status !== 0) throw new Error('build failed');
+    buildRelease(join(scratch, 'dist'));
     const barePort = await freePort();
     children.start(process.execPath, ['-e', BARE_SERVER, String(barePort), FIXED_REPLY_HEX], scratch, 'bare dgram server');
     const httpPort = await freePort();
@@ -92,11 +85,11 @@ async function main(): Promise<void> {
     children.start(process.execPath, agentArgs, join(scratch, 'dist'), 'agent');
     await waitFor('the agent', async () => ((await fetch(`http://127.0.0.1:${httpPort}/v1/status/leader`).then((r) => r.text())) !== '""' ? true : undefined), 30_000);
     await waitFor('a writable catalog', async () => {
-      await put(httpPort, '/v1/catalog/register', { Node: 'web-0', Address: '10.0.0.1' });
+      await httpPut(httpPort, '/v1/catalog/register', { Node: 'web-0', Address: '10.0.0.1' });
       return true;
     }, 30_000);
     for (let i = 0; i < INSTANCES; i++) {
-      await put(httpPort, '/v1/catalog/register', {
+      await httpPut(httpPort, '/v1/catalog/register', {
         Node: `web-${i}`,
         Address: `10.0.0.${i + 1}`,
         Service: { Service: 'web', Port: 8080 },

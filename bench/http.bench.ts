@@ -6,8 +6,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { freePort, httpRequest, waitFor } from '../test/support.js';
+import { buildRelease } from './support.js';
 
 const DURATION_S = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONNECTIONS = 64;
@@ -41,9 +42,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-bench-'));
   const children: ChildProcess[] = [];
   try {
-    const root = resolve(import.meta.dirname, '..');
-    const build = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts'), join(scratch, 'dist')], { stdio: 'inherit' });
-    if (build.status !== 0) throw new Error('build failed');
+    buildRelease(join(scratch, 'dist'));
     const barePort = await freePort();
     children.push(spawn(process.execPath, ['-e', BARE_SERVER, String(barePort)], { stdio: 'ignore' }));
     const agentPort = await freePort();

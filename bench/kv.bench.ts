@@ -40,7 +40,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { ChildProcesses, httpJson } from './support.js';
+import { buildRelease, ChildProcesses, httpJson } from './support.js';
 import { freePort, httpRequest, waitFor } from '../test/support.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -736,8 +736,7 @@ async function main(): Promise<void> {
   try {
     const distDir = process.env['BENCH_DIST'] ?? join(scratch, 'dist');
     if (process.env['BENCH_DIST'] === undefined) {
-      const build = spawnSync(process.execPath, ['--import', 'tsx', join(resolve(import.meta.dirname, '..'), 'scripts', 'build.ts'), distDir], { stdio: 'inherit' });
-      if (build.status !== 0) throw new Error('build failed');
+      buildRelease(distDir);
     }
     const servers = await startServers(scratch, distDir);
     agentPid = servers.agentPid;

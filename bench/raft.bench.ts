@@ -16,9 +16,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { RpcClient, RpcError } from '../lib/rpc.js';
-import { ChildProcesses, httpJson } from './support.js';
+import { buildRelease, ChildProcesses, httpJson } from './support.js';
 import { freePort, waitFor } from '../test/support.js';
 
 const DURATION_S = Number(process.env['BENCH_SECONDS'] ?? 5);
@@ -242,10 +242,8 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'consul-ts-raft-bench-'));
   children.cleanUpOnSignal(scratch);
   try {
-    const root = resolve(import.meta.dirname, '..');
     const distDir = join(scratch, 'dist');
-    const build = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts'), distDir], { stdio: 'inherit' });
-    if (build.status !== 0) throw new Error('build failed');
+    buildRelease(distDir);
 
     const consul = await benchConsul(scratch, distDir);
     const etcd = await benchEtcd(scratch);

@@ -1,10 +1,12 @@
 // What the benchmarks share: the child processes they start (servers, load generators), so
 // that every one is stopped on the way out and one that dies early says so with the end of its
-// output; and a small JSON POST for peers' HTTP APIs (etcd's gateway).
+// output; the release build every agent benchmark runs; a small JSON POST for peers' HTTP APIs
+// (etcd's gateway) and a PUT for the agent's.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { join, resolve } from 'node:path';
 
 /** How long stopAll() waits for killed children to exit. */
 const STOP_WAIT_MS = 5_000;
@@ -104,4 +106,17 @@ export function httpJson(url: string, path: string, body: unknown): Promise<unkn
     req.on('error', rejectReq);
     req.end(JSON.stringify(body));
   });
+}
+
+/** Builds the release folder (scripts/build.ts) into `outDir`, as a user would run it; throws if the build fails. */
+export function buildRelease(outDir: string): void {
+  const root = resolve(import.meta.dirname, '..');
+  const build = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts'), outDir], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('build failed');
+}
+
+/** PUTs `body` as JSON to the agent on 127.0.0.1:`port`; throws unless it answers 200. */
+export async function httpPut(port: number, path: string, body: unknown): Promise<void> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'PUT', body: JSON.stringify(body) });
+  if (response.status !== 200) throw new Error(`${path}: ${response.status} ${await response.text()}`);
 }

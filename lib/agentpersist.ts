@@ -131,8 +131,9 @@ export class AgentPersistence {
 
   /** The item of one file, or why it cannot be used. */
   private readOne<T>(path: string, kind: string, name: string, idOf: (item: T) => string): { item: T } | string {
-    if (!statSync(path).isFile()) return 'not a file';
-    if (statSync(path).size > PERSIST_FILE_BYTES_MAX) return `larger than ${PERSIST_FILE_BYTES_MAX} bytes`;
+    const stat = statSync(path);
+    if (!stat.isFile()) return 'not a file';
+    if (stat.size > PERSIST_FILE_BYTES_MAX) return `larger than ${PERSIST_FILE_BYTES_MAX} bytes`;
     let record: unknown;
     try {
       record = JSON.parse(readFileSync(path, 'utf8'));

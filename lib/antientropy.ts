@@ -40,42 +40,17 @@ import type { DeregisterRequest, HealthCheckInput, NodeServiceInput, RegisterReq
 import type { CheckClock, CheckTimer } from './checks.js';
 import { goQuote } from './kvs.js';
 import type { Logger } from './log.js';
-import type { CheckDefinitionRecord, CheckRecord, NodeRecord, ServiceRecord } from './schema.js';
+import type { CheckRecord, NodeRecord, ServiceRecord } from './schema.js';
 import { SERF_CHECK_ID } from './sessions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
 
-/** A service as the local state holds it: the catalog's field names, every field present. */
-export interface LocalService {
-  readonly ID: string;
-  readonly Service: string;
-  readonly Kind: string;
-  readonly Tags: readonly string[];
-  readonly Address: string;
-  readonly TaggedAddresses: Readonly<Record<string, { readonly Address: string; readonly Port: number }>>;
-  readonly Meta: Readonly<Record<string, string>>;
-  readonly Port: number;
-  readonly SocketPath: string;
-  readonly Weights: { readonly Passing: number; readonly Warning: number };
-  readonly EnableTagOverride: boolean;
-}
+/** A service as the local state holds it: the catalog's record without its node, mesh fields and Raft indexes. */
+export type LocalService = Omit<ServiceRecord, 'Node' | 'Proxy' | 'Connect' | 'CreateIndex' | 'ModifyIndex'>;
 
-/** A check as the local state holds it (structs.HealthCheck fields the catalog stores). */
-export interface LocalCheck {
-  readonly CheckID: string;
-  readonly Name: string;
-  readonly Status: 'passing' | 'warning' | 'critical';
-  readonly Notes: string;
-  readonly Output: string;
-  readonly ServiceID: string;
-  readonly ServiceName: string;
-  readonly ServiceTags: readonly string[];
-  readonly Type: string;
-  readonly Interval: string;
-  readonly Timeout: string;
-  readonly Definition: CheckDefinitionRecord;
-}
+/** A check as the local state holds it: the catalog's record without its node, exposed port and Raft indexes. */
+export type LocalCheck = Omit<CheckRecord, 'Node' | 'ExposedPort' | 'CreateIndex' | 'ModifyIndex'>;
 
 export interface NodeIdentity {
   readonly ID: string;

@@ -491,7 +491,7 @@ export class DnsResolver {
       type: isV4 ? RR_TYPE.A : RR_TYPE.AAAA,
       class: RR_CLASS.IN,
       ttl,
-      data: isV4 ? { kind: 'a', address: bytes.join('.') } : { kind: 'aaaa', address: ipv6Text(bytes) },
+      data: isV4 ? { kind: 'a', address: bytes.join('.') } : { kind: 'aaaa', address: formatIpv6(bytes) },
     };
     const isAsked = question.type === record.type || question.type === RR_TYPE.ANY;
     (isAsked ? reply.answers : reply.additionals).push(record);
@@ -887,7 +887,7 @@ function ipOfReverseName(name: string): string | undefined {
   const nibbles = (v6[1] ?? '').split('.').filter((nibble) => nibble !== '').reverse();
   const bytes = new Uint8Array(16);
   for (let i = 0; i < 16; i++) bytes[i] = Number.parseInt(`${nibbles[2 * i]}${nibbles[2 * i + 1]}`, 16);
-  return ipv6Text(bytes);
+  return formatIpv6(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1075,11 +1075,7 @@ function parseIpUncached(text: string): ParsedIp | undefined {
     const v4 = bytes.subarray(12);
     return { bytes: Uint8Array.from(v4), text: v4.join('.') };
   }
-  return { bytes, text: ipv6Text(bytes) };
-}
-
-function ipv6Text(bytes: Uint8Array): string {
-  return formatIpv6(bytes);
+  return { bytes, text: formatIpv6(bytes) };
 }
 
 function hexOfIp(ip: ParsedIp): string {
@@ -1230,12 +1226,17 @@ function trimTcp(reply: DnsMessage, type: number, compress: boolean): boolean {
 /** The shared size loop: drop NS first, then answers (binary search when far over), keeping Additional in step. */
 function shrinkToFit(reply: DnsMessage, limit: number, searchLimit: number, index: ExtraIndex | undefined, compress: boolean): boolean {
   let isTrimmed = false;
-  while (reply.answers.length > 1 && messageLength(reply, compress) > limit) {
+  let length = messageLength(reply, compress);
+  while (reply.answers.length > 1 && length > limit) {
     isTrimmed = true;
-    if (reply.authorities.length !== 0) reply.authorities = [];
-    if (messageLength(reply, compress) - searchLimit > 100) reply.answers = reply.answers.slice(0, binaryTruncate(reply, searchLimit, index, compress));
+    if (reply.authorities.length !== 0) {
+      reply.authorities = [];
+      length = messageLength(reply, compress);
+    }
+    if (length - searchLimit > 100) reply.answers = reply.answers.slice(0, binaryTruncate(reply, searchLimit, index, compress));
     else reply.answers = reply.answers.slice(0, -1);
     if (index) syncExtra(index, reply);
+    length = messageLength(reply, compress);
   }
   return isTrimmed;
 }

@@ -93,12 +93,22 @@ export function localAgentRoutes(deps: LocalAgentEndpointDeps): HttpRoute[] {
 // ---------------------------------------------------------------------------------------------
 // Private helpers: handlers
 
-function registerService(deps: LocalAgentEndpointDeps, request: HttpRequest): void {
+/** The registration body as a reader; `finish` throws Consul's decode error for the first problem the read found. */
+function bodyReader(request: HttpRequest): { fields: Record<string, unknown>; reader: ObjectReader; finish: () => void } {
+  const body = decodeJsonBody(request) ?? {};
   const problems: string[] = [];
-  const reader = ObjectReader.of(decodeJsonBody(request) ?? {}, '', problems, unknownFieldMessage);
+  const reader = ObjectReader.of(body, '', problems, unknownFieldMessage);
   if (!reader) throw new HttpError(400, `Request decode failed: ${problems[0] ?? 'not an object'}`);
+  const finish = (): void => {
+    if (problems.length > 0) throw new HttpError(400, `Request decode failed: ${problems[0]}`);
+  };
+  return { fields: body as Record<string, unknown>, reader, finish };
+}
+
+function registerService(deps: LocalAgentEndpointDeps, request: HttpRequest): void {
+  const { reader, finish } = bodyReader(request);
   const definition = readServiceDefinition(reader);
-  if (problems.length > 0) throw new HttpError(400, `Request decode failed: ${problems[0]}`);
+  finish();
   if (definition.name === '') throw new HttpError(400, 'Missing service name');
   const metaProblem = validateMeta(definition.meta);
   if (metaProblem) throw new HttpError(400, `Invalid Service Meta: ${metaProblem}`);
@@ -110,15 +120,12 @@ function registerService(deps: LocalAgentEndpointDeps, request: HttpRequest): vo
 }
 
 function registerCheck(deps: LocalAgentEndpointDeps, request: HttpRequest): void {
-  const body = decodeJsonBody(request) ?? {};
-  const problems: string[] = [];
-  const reader = ObjectReader.of(body, '', problems, unknownFieldMessage);
-  if (!reader) throw new HttpError(400, `Request decode failed: ${problems[0] ?? 'not an object'}`);
-  const statusKey = Object.keys(body as Record<string, unknown>).find((key) => key.toLowerCase() === 'status');
-  const status = statusKey === undefined ? '' : (body as Record<string, unknown>)[statusKey];
+  const { fields, reader, finish } = bodyReader(request);
+  const statusKey = Object.keys(fields).find((key) => key.toLowerCase() === 'status');
+  const status = statusKey === undefined ? '' : fields[statusKey];
   if (status !== '' && status !== 'passing' && status !== 'warning' && status !== 'critical') throw new HttpError(400, 'Bad check status');
   const definition = readCheckDefinition(reader);
-  if (problems.length > 0) throw new HttpError(400, `Request decode failed: ${problems[0]}`);
+  finish();
   deps.agent.registerCheck(definition, 'remote');
 }
 

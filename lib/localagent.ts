@@ -380,7 +380,8 @@ export function serverCatalogClient(deps: EndpointDeps): CatalogClient {
       const options = { minQueryIndex: 0, maxQueryTimeMs: deps.query.defaultQueryTimeMs, consistency: 'default' as const, maxStaleMs: 0, filter: '', token: '' };
       const reply = await readQuery(deps.query, options, (txn) => {
         const node = catalog.getNode(txn, nodeName).value;
-        const services = catalog.nodeServices(txn, nodeName).value?.Services ?? [];
+        // nodeServices falls back to a node ID prefix: only ask it about a node known by name.
+        const services = node === undefined ? [] : (catalog.nodeServices(txn, nodeName).value?.Services ?? []);
         return { index: 1, value: { node, services, checks: catalog.nodeChecks(txn, nodeName).value } };
       });
       return reply.value;
