@@ -111,9 +111,14 @@ const TABLE_BY_FRAME = new Map<number, string>(SNAPSHOT_TABLES);
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-/** Encodes a command for the Raft log. */
+/**
+ * Encodes a command for the Raft log. The payload is first checked against the shapes the FSM
+ * will decode it with: a command the FSM would refuse once committed would stop every server
+ * that applies it (and again at each restart), so it is refused here, before it is proposed.
+ */
 export function encodeCommand(command: Command): Uint8Array {
   const [type, payload] = commandPayload(command);
+  parseCommand(type, payload);
   const body = encode(payload);
   const bytes = new Uint8Array(2 + body.length);
   bytes[0] = COMMAND_FORMAT_VERSION;

@@ -125,6 +125,14 @@ describe('commands', () => {
     ['unknown Node verb', new Uint8Array([1, 8, ...encode({ Ops: [{ Node: { Verb: 'explode', Node: { ID: '', Node: 'n', Address: '', Datacenter: '', TaggedAddresses: {}, Meta: {}, ModifyIndex: 0 } } }] })]), 'ERR_COMMAND_CORRUPT'],
     ['txn service with an unknown field', new Uint8Array([1, 8, ...encode({ Ops: [{ Service: { Verb: 'set', Node: 'n', Service: { Service: 'web', Sneaky: 1 } } }] })]), 'ERR_COMMAND_CORRUPT'],
   ];
+  test('a command the FSM would refuse is refused when encoded, before it can reach the log', () => {
+    const definition = { HTTP: 'http://x', AliasNode: 'n2' } as unknown as Record<string, string>;
+    const register = { type: 'register', request: { Node: 'n', Address: '127.0.0.1', Check: { CheckID: 'c', Name: 'c', Status: 'passing', Definition: definition } } } as unknown as Command;
+    assert.throws(() => encodeCommand(register), (error: unknown) => error instanceof FsmError && error.code === 'ERR_COMMAND_CORRUPT' && /unknown field AliasNode/.test(error.message));
+    const badFlags = { type: 'kvs', op: 'set', entry: { Key: 'k', Flags: -1n } } as unknown as Command;
+    assert.throws(() => encodeCommand(badFlags), FsmError);
+  });
+
   for (const [name, input, code] of corrupt) {
     test(`a command with ${name} is refused with ${code}, and nothing is applied`, () => {
       const fsm = newFsm();
