@@ -25,6 +25,7 @@ import {
   probeTcp,
   probeUdp,
   randomStaggerMs,
+  alignedDelayMs,
   REAL_CLOCK,
   runScript,
   startIntervalCheck,
@@ -294,6 +295,23 @@ describe('interval scheduling', () => {
     for (let i = 0; i < 1000; i++) {
       const stagger = randomStaggerMs(1500, rng);
       assert.ok(stagger >= 0 && stagger < 1500 && Number.isInteger(stagger));
+    }
+  });
+
+  test('runs land on a grid of 1% of the interval (1 ms to 100 ms), never earlier than asked', () => {
+    assert.equal(alignedDelayMs(0, 2500, 10_000), 2500);
+    assert.equal(alignedDelayMs(1234, 10_000, 10_000), 10_066); // lands at 11,300
+    assert.equal(alignedDelayMs(1234, 10_000, 60_000), 10_066); // the tick stays at 100 ms
+    assert.equal(alignedDelayMs(1234, 1000, 1000), 1006); // 10 ms tick: lands at 2,240
+    assert.equal(alignedDelayMs(7, 0, 50), 0); // 1 ms tick: unchanged
+    const rng = seededRng(3);
+    for (let i = 0; i < 1000; i++) {
+      const now = Math.floor(rng() * 1e9);
+      const interval = 1000 + Math.floor(rng() * 100_000);
+      const delay = Math.floor(rng() * interval);
+      const aligned = alignedDelayMs(now, delay, interval);
+      assert.ok(aligned >= delay && aligned - delay < Math.max(1, Math.min(100, interval / 100)));
+      assert.equal((now + aligned) % Math.min(100, Math.floor(interval / 100)), 0);
     }
   });
 
