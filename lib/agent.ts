@@ -41,7 +41,7 @@ import { AgentPersistence } from './agentpersist.js';
 import { LocalState, StateSyncer } from './antientropy.js';
 import { REAL_CLOCK } from './checks.js';
 import { localAgentRoutes } from './endpoints_localagent.js';
-import { LocalAgent, LocalAgentError, serverCatalogClient, unreachableCatalogClient } from './localagent.js';
+import { LocalAgent, LocalAgentError, serverAliasCatalog, serverCatalogClient, unreachableAliasCatalog, unreachableCatalogClient } from './localagent.js';
 import type { KeyOperation } from './serfquery.js';
 import { eventRoutes } from './endpoints_event.js';
 import { decodeUserEvent, encodeUserEvent, matchesTarget, REMOTE_EXEC_EVENT, USER_EVENT_PREFIX, USER_EVENT_VERSION, UserEventLog } from './userevents.js';
@@ -415,6 +415,7 @@ export class Agent {
     const { config } = this;
     const logger = this.logger.named('local');
     const syncer: { current: StateSyncer | undefined } = { current: undefined };
+    const localAgent: { current: LocalAgent | undefined } = { current: undefined };
     const state = new LocalState({
       node: { ID: this.nodeId, Node: config.nodeName, Address: config.advertiseAddrLan, Datacenter: config.datacenter, TaggedAddresses: nodeTaggedAddresses(config), Meta: nodeMeta(config) },
       clock: REAL_CLOCK,
@@ -423,11 +424,15 @@ export class Agent {
       logger,
       onChange: () => {
         syncer.current?.trigger();
+        localAgent.current?.notifyLocalChange();
         this.signalLocalChange();
       },
     });
     const persistence = config.dataDir !== '' && !config.devMode ? new AgentPersistence(config.dataDir, logger) : undefined;
-    const agent = new LocalAgent({ config, state, clock: REAL_CLOCK, rng: Math.random, logger, nowMs: Date.now, ...(persistence ? { persistence } : {}) });
+    const deps = this.endpointDeps;
+    const aliasCatalog = deps === undefined ? unreachableAliasCatalog(NO_SERVERS_TEXT) : serverAliasCatalog(deps);
+    const agent = new LocalAgent({ config, state, clock: REAL_CLOCK, rng: Math.random, logger, nowMs: Date.now, aliasCatalog, ...(persistence ? { persistence } : {}) });
+    localAgent.current = agent;
     try {
       for (const service of config.services) agent.registerService(service, 'local');
       for (const check of config.checks) agent.registerCheck(check, 'local');
@@ -437,7 +442,7 @@ export class Agent {
       if (error instanceof LocalAgentError) throw new Error(`Failed to register service or check from the configuration: ${error.message}`);
       throw error;
     }
-    const client = this.endpointDeps === undefined ? unreachableCatalogClient(NO_SERVERS_TEXT) : serverCatalogClient(this.endpointDeps);
+    const client = deps === undefined ? unreachableCatalogClient(NO_SERVERS_TEXT) : serverCatalogClient(deps);
     syncer.current = new StateSyncer({ state, client, clock: REAL_CLOCK, rng: Math.random, logger: logger.named('anti_entropy'), clusterSize: () => this.membership?.members('lan')?.length ?? 1 });
     this.localState = state;
     this.localAgent = agent;

@@ -23,8 +23,10 @@
 // deregister_critical_service_after: every 30 s, a service whose check has been critical for
 // longer than that (at least a minute) is deregistered, as Consul's reaper does.
 //
-// Not here yet: reload, alias checks, docker and OS-service checks, maintenance mode across
-// restarts, tokens and ACLs.
+// Alias checks (lib/alias.ts): without alias_node they read this local state, re-evaluated after
+// every local change (notifyLocalChange); with alias_node they read the catalog (aliasCatalog).
+//
+// Not here: docker and OS-service checks, tokens and ACLs.
 
 import type { RuntimeConfig } from './config.js';
 import type { CheckDefinition, CheckStatus, ServiceDefinition } from './definitions.js';
@@ -34,9 +36,10 @@ import type { CatalogClient, LocalCheck, LocalService, LocalState } from './anti
 import * as catalog from './catalog.js';
 import type { EndpointDeps } from './endpoints.js';
 import { catalogDeregister, catalogRegister } from './endpoints_catalog.js';
-import { readQuery } from './query.js';
+import { blockingQuery, readQuery } from './query.js';
 import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type CheckTimer, type RunningCheck, type TtlCheck } from './checks.js';
 import type { AgentPersistence } from './agentpersist.js';
+import { startLocalAlias, startRemoteAlias, type AliasCatalog, type LocalAliasCheck } from './alias.js';
 import type { Logger } from './log.js';
 import type { CheckDefinitionRecord } from './schema.js';
 
@@ -66,6 +69,8 @@ export interface LocalAgentOptions {
   readonly persistence?: AgentPersistence;
   /** Milliseconds since the epoch (TTL expiry of persisted check states). */
   readonly nowMs: () => number;
+  /** Where alias checks with alias_node read that node's checks. */
+  readonly aliasCatalog: AliasCatalog;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -78,6 +83,8 @@ const SERVICE_MAINTENANCE_DEFAULT_REASON = 'Maintenance mode is enabled for this
 const SCRIPTS_DISABLED_REMOTE = "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
 /** Consul's checkReapInterval: how often long-critical services are looked for. */
 export const REAP_INTERVAL_MS = 30_000;
+/** How far behind the leader an alias check's catalog read may be (alias.go's MaxStaleDuration). */
+const ALIAS_MAX_STALE_MS = 15_000;
 /** Consul's CheckDeregisterIntervalMin: deregister_critical_service_after below this is raised to it. */
 export const REAP_AFTER_MS_MIN = 60_000;
 const SCRIPTS_DISABLED_LOCAL = "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true";
@@ -285,6 +292,11 @@ export class LocalAgent {
     }
   }
 
+  /** Re-evaluates the local alias checks after a change of the local state. */
+  notifyLocalChange(): void {
+    for (const runner of this.runners.values()) if (isLocalAlias(runner)) runner.notifyChange();
+  }
+
   /** Stops every check runner (agent shutdown). */
   stop(): void {
     this.isStopped = true;
@@ -310,8 +322,8 @@ export class LocalAgent {
     const problems = validateCheck(check);
     if (problems.length > 0) throw new LocalAgentError(400, `Invalid check: ${problems[0]}`);
     if (check.args.length > 0 && !this.allowsScripts(source)) throw new LocalAgentError(500, source === 'remote' ? SCRIPTS_DISABLED_REMOTE : SCRIPTS_DISABLED_LOCAL);
-    if (check.dockerContainerId !== '' || check.osService !== '' || check.aliasNode !== '' || check.aliasService !== '') {
-      throw new LocalAgentError(400, 'Invalid check: docker, OS service and alias checks are not supported by this agent yet');
+    if (check.dockerContainerId !== '' || check.osService !== '') {
+      throw new LocalAgentError(400, 'Invalid check: docker and OS service checks are not supported by this agent');
     }
   }
 
@@ -348,12 +360,27 @@ export class LocalAgent {
       allowScripts: true,
     };
     try {
-      this.runners.set(definition.id, definition.ttlNanos > 0 ? startTtlCheck(runnerOptions) : startIntervalCheck(runnerOptions));
+      this.runners.set(definition.id, this.startRunner(definition, runnerOptions));
     } catch (error) {
       state.removeCheck(definition.id);
       if (error instanceof CheckError) throw new LocalAgentError(error.code === 'ERR_SCRIPTS_DISABLED' ? 500 : 400, error.message);
       throw error;
     }
+  }
+
+  private startRunner(definition: CheckDefinition, runnerOptions: Parameters<typeof startIntervalCheck>[0]): RunningCheck {
+    const { sink, clock } = runnerOptions;
+    if (definition.aliasNode !== '') {
+      const target = { node: definition.aliasNode, serviceId: definition.aliasService };
+      const ownNode = this.options.state.nodeIdentity().Node;
+      return startRemoteAlias({ checkId: definition.id, target, ownNode, catalog: this.options.aliasCatalog, sink, clock, logger: this.checkLogger });
+    }
+    if (definition.aliasService !== '') {
+      const { state } = this.options;
+      const serviceExists = (id: string): boolean => state.service(id) !== undefined;
+      return startLocalAlias({ checkId: definition.id, serviceId: definition.aliasService, localChecks: () => state.checks(), serviceExists, sink, clock });
+    }
+    return definition.ttlNanos > 0 ? startTtlCheck(runnerOptions) : startIntervalCheck(runnerOptions);
   }
 
   private removeCheckAndRunner(id: string): void {
@@ -395,10 +422,37 @@ export function serverCatalogClient(deps: EndpointDeps): CatalogClient {
   };
 }
 
+/**
+ * Alias checks' reads on a server agent: its own state store, stale allowed up to 15 s behind
+ * (the leader's view otherwise), blocking on the checks table as Health.NodeChecks does.
+ */
+export function serverAliasCatalog(deps: EndpointDeps): AliasCatalog {
+  const options = (minQueryIndex: number, maxQueryTimeMs: number) => ({ minQueryIndex, maxQueryTimeMs, consistency: 'stale' as const, maxStaleMs: ALIAS_MAX_STALE_MS, filter: '', token: '' });
+  return {
+    async nodeChecks(node, minIndex, maxWaitMs, signal) {
+      const reply = await blockingQuery(deps.query, options(minIndex, maxWaitMs), signal, (txn) => catalog.nodeChecks(txn, node));
+      return { index: reply.meta.index, checks: reply.value };
+    },
+    async nodeHasService(node, serviceId) {
+      const reply = await readQuery(deps.query, options(0, deps.query.defaultQueryTimeMs), (txn) => {
+        const isKnownByName = catalog.getNode(txn, node).value !== undefined;
+        return { index: 1, value: isKnownByName && (catalog.nodeServices(txn, node).value?.Services ?? []).some((service) => service.ID === serviceId) };
+      });
+      return reply.value;
+    },
+  };
+}
+
 /** A client agent's view until RPC forwarding exists (issue 9): no server to sync with. */
 export function unreachableCatalogClient(reason: string): CatalogClient {
   const fail = (): Promise<never> => Promise.reject(new Error(reason));
   return { readNode: fail, register: fail, deregister: fail };
+}
+
+/** A client agent's alias reads until RPC forwarding exists (issue 9): every read fails with `reason`. */
+export function unreachableAliasCatalog(reason: string): AliasCatalog {
+  const fail = (): Promise<never> => Promise.reject(new Error(reason));
+  return { nodeChecks: fail, nodeHasService: fail };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,6 +460,10 @@ export function unreachableCatalogClient(reason: string): CatalogClient {
 
 function isTtlCheck(runner: RunningCheck): runner is TtlCheck {
   return typeof (runner as Partial<TtlCheck>).setStatus === 'function';
+}
+
+function isLocalAlias(runner: RunningCheck): runner is LocalAliasCheck {
+  return typeof (runner as Partial<LocalAliasCheck>).notifyChange === 'function';
 }
 
 function localService(definition: ServiceDefinition): LocalService {
@@ -465,6 +523,7 @@ function checkType(definition: CheckDefinition): string {
   if (definition.grpc !== '') return 'grpc';
   if (definition.h2ping !== '') return 'h2ping';
   if (definition.args.length > 0) return 'script';
+  if (definition.aliasNode !== '' || definition.aliasService !== '') return 'alias';
   return '';
 }
 

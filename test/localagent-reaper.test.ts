@@ -4,46 +4,19 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LocalState } from '../lib/antientropy.js';
-import type { CheckClock, CheckTimer } from '../lib/checks.js';
 import { loadConfig, NODE_HOST } from '../lib/config.js';
 import { ObjectReader } from '../lib/decode.js';
 import { readServiceDefinition } from '../lib/definitions.js';
-import { LocalAgent } from '../lib/localagent.js';
+import { LocalAgent, unreachableAliasCatalog } from '../lib/localagent.js';
 import { nullLogger } from '../lib/log.js';
-
-/** Timers fire only in advance(), in due order. */
-class ManualClock implements CheckClock {
-  private now = 0;
-  private timers: { atMs: number; callback: () => void; isCancelled: boolean }[] = [];
-
-  nowMs(): number {
-    return this.now;
-  }
-
-  setTimeout(callback: () => void, ms: number): CheckTimer {
-    const timer = { atMs: this.now + ms, callback, isCancelled: false };
-    this.timers.push(timer);
-    return { cancel: () => (timer.isCancelled = true) };
-  }
-
-  advanceTo(ms: number): void {
-    for (;;) {
-      const due = this.timers.filter((timer) => !timer.isCancelled && timer.atMs <= ms).sort((a, b) => a.atMs - b.atMs)[0];
-      if (due === undefined) break;
-      due.isCancelled = true;
-      this.now = due.atMs;
-      due.callback();
-    }
-    this.now = ms;
-  }
-}
+import { ManualClock } from './support.js';
 
 function setup() {
   const clock = new ManualClock();
   const config = loadConfig(['-dev'], { ...NODE_HOST, hostname: () => 'reaper-test' }).config;
   const node = { ID: 'id', Node: 'reaper-test', Address: '127.0.0.1', Datacenter: 'dc1', TaggedAddresses: {}, Meta: {} };
   const state = new LocalState({ node, clock, rng: () => 0.5, checkUpdateIntervalMs: 0, logger: nullLogger(), onChange: () => undefined });
-  const agent = new LocalAgent({ config, state, clock, rng: () => 0.5, logger: nullLogger(), nowMs: () => clock.nowMs() });
+  const agent = new LocalAgent({ config, state, clock, rng: () => 0.5, logger: nullLogger(), nowMs: () => clock.nowMs(), aliasCatalog: unreachableAliasCatalog('No known Consul servers') });
   const register = (fields: Record<string, unknown>) => agent.registerService(readServiceDefinition(new ObjectReader(fields, '', [])), 'remote');
   return { clock, state, agent, register };
 }

@@ -108,6 +108,33 @@ describe('local services and checks', () => {
     assert.deepEqual([notTtl.status, notTtl.text], [500, 'CheckID "service:web" does not have associated TTL']);
     const badStatus = await api('PUT', '/v1/agent/check/update/heartbeat', { Status: 'bogus' });
     assert.deepEqual([badStatus.status, badStatus.text], [400, "Invalid check status: 'bogus'"]);
+    assert.equal((await api('PUT', '/v1/agent/check/deregister/heartbeat')).status, 200);
+  });
+
+  test('alias checks follow the aliased service: locally, and through the catalog with alias_node', async () => {
+    assert.equal((await api('PUT', '/v1/agent/service/register', { Name: 'aliased', Port: 9100, Check: { TTL: '30s', Status: 'passing' } })).status, 200);
+    assert.equal((await api('PUT', '/v1/agent/service/register', { Name: 'sidecar', Port: 9101, Check: { AliasService: 'aliased' } })).status, 200);
+    assert.equal((await api('PUT', '/v1/agent/check/register', { Name: 'remote-alias', ServiceID: 'sidecar', AliasNode: 'local-test', AliasService: 'aliased' })).status, 200);
+    const output = async (id: string) => ((await api('GET', '/v1/agent/checks')).json() as Record<string, { Status: string; Output: string; Type: string }>)[id];
+    await waitFor('both aliases to pass', async () => ((await output('service:sidecar'))?.Status === 'passing' && (await output('remote-alias'))?.Status === 'passing' ? true : undefined));
+    assert.deepEqual(await output('service:sidecar'), { ...(await output('service:sidecar')), Output: 'All checks passing.', Type: 'alias' });
+    assert.equal((await api('PUT', '/v1/agent/check/fail/service:aliased?note=down')).status, 200);
+    await waitFor('both aliases to turn critical', async () => ((await output('service:sidecar'))?.Status === 'critical' && (await output('remote-alias'))?.Status === 'critical' ? true : undefined));
+    assert.equal((await output('remote-alias'))?.Output, 'Aliased check "Service \'aliased\' check" failing: down');
+    await waitFor('the catalog to show the sidecar critical', async () => {
+      const entries = (await api('GET', '/v1/health/checks/sidecar')).json() as { Status: string }[];
+      return entries[0]?.Status === 'critical' ? true : undefined;
+    });
+    assert.equal((await api('PUT', '/v1/agent/check/pass/service:aliased')).status, 200);
+    await waitFor('the local alias to pass again', async () => ((await output('service:sidecar'))?.Status === 'passing' ? true : undefined));
+    // The node's own checks count too: a failing node-level check fails every alias of a service on it.
+    assert.equal((await api('PUT', '/v1/agent/check/register', { Name: 'node-ttl', TTL: '30s', Status: 'warning', Notes: '' })).status, 200);
+    await waitFor('the alias to turn warning', async () => ((await output('service:sidecar'))?.Output === 'Aliased check "node-ttl" failing: ' ? true : undefined));
+    assert.equal((await output('service:sidecar'))?.Status, 'warning');
+    assert.equal((await api('PUT', '/v1/agent/check/deregister/node-ttl')).status, 200);
+    const invalid = await api('PUT', '/v1/agent/check/register', { Name: 'bad-alias', AliasService: 'aliased', TTL: '10s' });
+    assert.deepEqual([invalid.status, invalid.text], [400, 'Invalid check: TTL must be not be set for Alias checks']);
+    for (const id of ['sidecar', 'aliased']) assert.equal((await api('PUT', `/v1/agent/service/deregister/${id}`)).status, 200);
   });
 
   test('?filter selects services and checks with go-bexpr; a bad filter is a 500', async () => {

@@ -4,6 +4,7 @@
 
 import { request } from 'node:http';
 import { createServer } from 'node:net';
+import type { CheckClock, CheckTimer } from '../lib/checks.js';
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (the kernel picks it). */
 export async function freePort(): Promise<number> {
@@ -72,4 +73,36 @@ export function shuffled<T>(items: readonly T[], random: () => number): T[] {
     [result[index], result[other]] = [result[other]!, result[index]!];
   }
   return result;
+}
+
+/** Timers fire only in advance(), in due order. */
+export class ManualClock implements CheckClock {
+  private now = 0;
+  private timers: { atMs: number; callback: () => void; isCancelled: boolean }[] = [];
+
+  nowMs(): number {
+    return this.now;
+  }
+
+  setTimeout(callback: () => void, ms: number): CheckTimer {
+    const timer = { atMs: this.now + ms, callback, isCancelled: false };
+    this.timers.push(timer);
+    return { cancel: () => (timer.isCancelled = true) };
+  }
+
+  /** Timers neither fired nor cancelled. */
+  pendingCount(): number {
+    return this.timers.filter((timer) => !timer.isCancelled).length;
+  }
+
+  advanceTo(ms: number): void {
+    for (;;) {
+      const due = this.timers.filter((timer) => !timer.isCancelled && timer.atMs <= ms).sort((a, b) => a.atMs - b.atMs)[0];
+      if (due === undefined) break;
+      due.isCancelled = true;
+      this.now = due.atMs;
+      due.callback();
+    }
+    this.now = ms;
+  }
 }
