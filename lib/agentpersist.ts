@@ -1,6 +1,7 @@
 // The agent's own registrations on disk, so they survive a restart: services and checks registered
 // through the HTTP API (config-file definitions come back from the config files), and the last
-// result of each TTL check with the time its TTL runs out.
+// result of each TTL check with the time its TTL runs out, and maintenance mode (its check, as
+// Consul persists it).
 //
 // Layout as Consul's (agent/agent.go persistService, persistCheck, persistCheckState):
 // `<data-dir>/services/<md5 of ID>`, `<data-dir>/checks/<md5 of ID>`,
@@ -30,6 +31,8 @@ export interface PersistedService {
 export interface PersistedCheck {
   readonly definition: CheckDefinition;
   readonly source: PersistedSource;
+  /** A maintenance-mode check (id, name, notes and serviceId set): restored by enabling maintenance again. */
+  readonly isMaintenance?: boolean;
 }
 
 /** A TTL check's last result; expiresAtMs is when its TTL runs out (epoch ms). */

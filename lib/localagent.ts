@@ -26,11 +26,14 @@
 // Alias checks (lib/alias.ts): without alias_node they read this local state, re-evaluated after
 // every local change (notifyLocalChange); with alias_node they read the catalog (aliasCatalog).
 //
+// Maintenance mode is persisted like an API registration and enabled again at restore.
+//
 // Not here: docker and OS-service checks, tokens and ACLs.
 
 import type { RuntimeConfig } from './config.js';
 import type { CheckDefinition, CheckStatus, ServiceDefinition } from './definitions.js';
-import { validateCheck } from './definitions.js';
+import { readCheckDefinition, validateCheck } from './definitions.js';
+import { ObjectReader } from './decode.js';
 import { formatDuration } from './duration.js';
 import type { CatalogClient, LocalCheck, LocalService, LocalState } from './antientropy.js';
 import * as catalog from './catalog.js';
@@ -187,10 +190,11 @@ export class LocalAgent {
         persistence.removeService(id);
       }
     }
-    for (const { definition, source } of loaded.checks) {
+    for (const { definition, source, isMaintenance } of loaded.checks) {
       if (state.check(definition.id) !== undefined) continue;
       try {
-        this.registerCheck(definition, source);
+        if (isMaintenance === true) this.restoreMaintenance(definition);
+        else this.registerCheck(definition, source);
       } catch (error) {
         logger.warn('dropping a persisted check that no longer registers', { check: definition.id, error: String(error) });
         persistence.removeCheck(definition.id);
@@ -203,6 +207,11 @@ export class LocalAgent {
       }
       state.updateCheck(saved.checkId, saved.status, saved.output);
     }
+  }
+
+  private restoreMaintenance(definition: CheckDefinition): void {
+    if (definition.serviceId === '') this.nodeMaintenance(true, definition.notes);
+    else this.serviceMaintenance(definition.serviceId, true, definition.notes);
   }
 
   /** agent.RemoveService: the service and its checks. */
@@ -246,28 +255,16 @@ export class LocalAgent {
     this.options.persistence?.saveCheckState({ checkId: id, status, output: recorded, expiresAtMs: this.options.nowMs() + ttlNanos / 1e6 });
   }
 
-  /** EnableServiceMaintenance / DisableServiceMaintenance. */
+  /** EnableServiceMaintenance / DisableServiceMaintenance; kept across restarts, as Consul persists the check. */
   serviceMaintenance(serviceId: string, enable: boolean, reason: string): void {
     const service = this.options.state.service(serviceId);
     if (service === undefined) throw new LocalAgentError(404, `No service registered with ID ${JSON.stringify(serviceId)}`);
-    const checkId = `${SERVICE_MAINTENANCE_PREFIX}${serviceId}`;
-    if (!enable) {
-      if (this.options.state.check(checkId) !== undefined) this.options.state.removeCheck(checkId);
-      return;
-    }
-    if (this.options.state.check(checkId) !== undefined) return;
-    this.options.state.addCheck(maintenanceCheck(checkId, 'Service Maintenance Mode', reason || SERVICE_MAINTENANCE_DEFAULT_REASON, service));
+    this.setMaintenance(maintenanceCheck(`${SERVICE_MAINTENANCE_PREFIX}${serviceId}`, 'Service Maintenance Mode', reason || SERVICE_MAINTENANCE_DEFAULT_REASON, service), enable);
   }
 
-  /** EnableNodeMaintenance / DisableNodeMaintenance. */
+  /** EnableNodeMaintenance / DisableNodeMaintenance; kept across restarts. */
   nodeMaintenance(enable: boolean, reason: string): void {
-    const { state } = this.options;
-    if (!enable) {
-      if (state.check(NODE_MAINTENANCE_CHECK_ID) !== undefined) state.removeCheck(NODE_MAINTENANCE_CHECK_ID);
-      return;
-    }
-    if (state.check(NODE_MAINTENANCE_CHECK_ID) !== undefined) return;
-    state.addCheck(maintenanceCheck(NODE_MAINTENANCE_CHECK_ID, 'Node Maintenance Mode', reason || NODE_MAINTENANCE_DEFAULT_REASON, undefined));
+    this.setMaintenance(maintenanceCheck(NODE_MAINTENANCE_CHECK_ID, 'Node Maintenance Mode', reason || NODE_MAINTENANCE_DEFAULT_REASON, undefined), enable);
   }
 
   /** Whether the check is a TTL check (for views that say so). */
@@ -303,6 +300,21 @@ export class LocalAgent {
     this.reapTimer?.cancel();
     for (const runner of this.runners.values()) runner.stop();
     this.runners.clear();
+  }
+
+  /** Adds or removes a maintenance check (enabling twice keeps the first reason, as Consul does). */
+  private setMaintenance(check: LocalCheck, enable: boolean): void {
+    const { state, persistence } = this.options;
+    const isEnabled = state.check(check.CheckID) !== undefined;
+    if (!enable) {
+      if (isEnabled) state.removeCheck(check.CheckID);
+      persistence?.removeCheck(check.CheckID);
+      return;
+    }
+    if (isEnabled) return;
+    state.addCheck(check);
+    const fields = { CheckID: check.CheckID, Name: check.Name, Notes: check.Notes, ServiceID: check.ServiceID };
+    persistence?.saveCheck({ definition: readCheckDefinition(new ObjectReader(fields, '', [])), source: 'local', isMaintenance: true });
   }
 
   private noteStatus(checkId: string, status: CheckStatus): void {

@@ -65,7 +65,7 @@ describe('agent persistence files', () => {
 });
 
 describe('an agent restart', () => {
-  test('keeps API-registered services and checks, and a TTL check\'s last result', async () => {
+  test('keeps API-registered services and checks, a TTL check\'s last result, and maintenance mode', async () => {
     const dataDir = mkdtempSync(join(scratch, 'agent-'));
     const port = await freePort();
     const args = ['-server', '-bootstrap', '-data-dir', dataDir, '-bind', '127.0.0.1', '-node', 'persist-test', '-http-port', String(port), '-dns-port', '-1', '-server-port', String(await freePort()), ...(await gossipPortArgs())];
@@ -79,6 +79,9 @@ describe('an agent restart', () => {
       assert.equal((await api('PUT', '/v1/agent/check/warn/service:web?note=slow')).status, 200);
       assert.equal((await api('PUT', '/v1/agent/check/register', { Name: 'gone', TTL: '5m' })).status, 200);
       assert.equal((await api('PUT', '/v1/agent/check/deregister/gone')).status, 200);
+      assert.equal((await api('PUT', '/v1/agent/service/maintenance/web?enable=true&reason=deploying')).status, 200);
+      assert.equal((await api('PUT', '/v1/agent/maintenance?enable=true')).status, 200);
+      assert.equal((await api('PUT', '/v1/agent/maintenance?enable=false')).status, 200);
     } finally {
       await agent.shutdown();
     }
@@ -90,6 +93,17 @@ describe('an agent restart', () => {
       assert.deepEqual([checks['service:web']?.Status, checks['service:web']?.Output], ['warning', 'slow']);
       assert.equal(checks['node-ttl']?.Status, 'critical');
       assert.equal(checks['gone'], undefined);
+      const maintenance = checks['_service_maintenance:web'] as { Status: string; Notes?: string; ServiceID?: string } | undefined;
+      assert.deepEqual([maintenance?.Status, maintenance?.Notes, maintenance?.ServiceID], ['critical', 'deploying', 'web']);
+      assert.equal(checks['_node_maintenance'], undefined, 'node maintenance was disabled before the restart');
+      assert.equal((await api('PUT', '/v1/agent/service/maintenance/web?enable=false')).status, 200);
+    } finally {
+      await agent.shutdown();
+    }
+    agent = await start();
+    try {
+      const checks = (await (await api('GET', '/v1/agent/checks')).json()) as Record<string, unknown>;
+      assert.equal(checks['_service_maintenance:web'], undefined, 'disabled maintenance stays disabled');
     } finally {
       await agent.shutdown();
     }
