@@ -23,7 +23,8 @@ const CLOCK_TICKS_PER_S = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: '
 
 /**
  * The floor: a bare Node process doing the same probes (one plain node:http GET per check per
- * interval, no keep-alive, random first stagger) and nothing else.
+ * interval, no keep-alive, random first stagger, runs on the same 100 ms grid as the agent's) and
+ * nothing else.
  */
 const BARE_PROBER = `
 const http = require('node:http');
@@ -33,9 +34,10 @@ const probe = (i) => new Promise((resolve) => {
   req.on('error', resolve);
   req.end();
 });
+const onGrid = (delay) => Math.ceil((Date.now() + delay) / 100) * 100 - Date.now();
 for (let i = 0; i < count; i++) {
-  const loop = () => probe(i).then(() => setTimeout(loop, intervalMs));
-  setTimeout(loop, Math.random() * intervalMs);
+  const loop = () => probe(i).then(() => setTimeout(loop, onGrid(intervalMs)));
+  setTimeout(loop, onGrid(Math.random() * intervalMs));
 }
 `;
 
