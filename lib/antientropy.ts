@@ -52,14 +52,8 @@ export type LocalService = Omit<ServiceRecord, 'Node' | 'Proxy' | 'Connect' | 'C
 /** A check as the local state holds it: the catalog's record without its node, exposed port and Raft indexes. */
 export type LocalCheck = Omit<CheckRecord, 'Node' | 'ExposedPort' | 'CreateIndex' | 'ModifyIndex'>;
 
-export interface NodeIdentity {
-  readonly ID: string;
-  readonly Node: string;
-  readonly Address: string;
-  readonly Datacenter: string;
-  readonly TaggedAddresses: Readonly<Record<string, string>>;
-  readonly Meta: Readonly<Record<string, string>>;
-}
+/** This agent's node as the local state syncs it: the catalog's record without its Raft indexes. */
+export type NodeIdentity = Omit<NodeRecord, 'CreateIndex' | 'ModifyIndex'>;
 
 /** What anti-entropy needs of the servers (on a server agent: its own state store and Raft). Errors reject. */
 export interface CatalogClient {

@@ -40,11 +40,12 @@ import * as catalog from './catalog.js';
 import type { EndpointDeps } from './endpoints.js';
 import { catalogDeregister, catalogRegister } from './endpoints_catalog.js';
 import { blockingQuery, readQuery } from './query.js';
-import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type CheckTimer, type RunningCheck, type TtlCheck } from './checks.js';
+import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type CheckRunnerOptions, type CheckTimer, type RunningCheck, type TtlCheck } from './checks.js';
 import type { AgentPersistence } from './agentpersist.js';
 import { startLocalAlias, startRemoteAlias, type AliasCatalog, type LocalAliasCheck } from './alias.js';
 import type { Logger } from './log.js';
-import type { CheckDefinitionRecord } from './schema.js';
+import type { ReadTxn } from './memdb.js';
+import type { CheckDefinitionRecord, NodeRecord, ServiceRecord } from './schema.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -99,6 +100,8 @@ export class LocalAgent {
   private readonly options: LocalAgentOptions;
   /** The runner of each check that has one (TTL checks are TtlChecks). */
   private readonly runners = new Map<string, RunningCheck>();
+  /** The local alias checks among the runners: each local change notifies them, and only them. */
+  private readonly localAliases = new Map<string, LocalAliasCheck>();
   private readonly checkLogger: Logger;
   /** The TTL of each TTL check, for the expiry of its persisted result. */
   private readonly ttlNanos = new Map<string, number>();
@@ -291,7 +294,7 @@ export class LocalAgent {
 
   /** Re-evaluates the local alias checks after a change of the local state. */
   notifyLocalChange(): void {
-    for (const runner of this.runners.values()) if (isLocalAlias(runner)) runner.notifyChange();
+    for (const alias of this.localAliases.values()) alias.notifyChange();
   }
 
   /** Stops every check runner (agent shutdown). */
@@ -380,7 +383,7 @@ export class LocalAgent {
     }
   }
 
-  private startRunner(definition: CheckDefinition, runnerOptions: Parameters<typeof startIntervalCheck>[0]): RunningCheck {
+  private startRunner(definition: CheckDefinition, runnerOptions: CheckRunnerOptions): RunningCheck {
     const { sink, clock } = runnerOptions;
     if (definition.aliasNode !== '') {
       const target = { node: definition.aliasNode, serviceId: definition.aliasService };
@@ -390,7 +393,9 @@ export class LocalAgent {
     if (definition.aliasService !== '') {
       const { state } = this.options;
       const serviceExists = (id: string): boolean => state.service(id) !== undefined;
-      return startLocalAlias({ checkId: definition.id, serviceId: definition.aliasService, localChecks: () => state.checks(), serviceExists, sink, clock });
+      const alias = startLocalAlias({ checkId: definition.id, serviceId: definition.aliasService, localChecks: () => state.checks(), serviceExists, sink, clock });
+      this.localAliases.set(definition.id, alias);
+      return alias;
     }
     return definition.ttlNanos > 0 ? startTtlCheck(runnerOptions) : startIntervalCheck(runnerOptions);
   }
@@ -403,6 +408,7 @@ export class LocalAgent {
   private stopRunner(id: string): void {
     this.runners.get(id)?.stop();
     this.runners.delete(id);
+    this.localAliases.delete(id);
     this.ttlNanos.delete(id);
     this.criticalSinceMs.delete(id);
     this.reapAfterMs.delete(id);
@@ -419,9 +425,7 @@ export function serverCatalogClient(deps: EndpointDeps): CatalogClient {
       const options = { minQueryIndex: 0, maxQueryTimeMs: deps.query.defaultQueryTimeMs, consistency: 'default' as const, maxStaleMs: 0, filter: '', token: '' };
       const reply = await readQuery(deps.query, options, (txn) => {
         const node = catalog.getNode(txn, nodeName).value;
-        // nodeServices falls back to a node ID prefix: only ask it about a node known by name.
-        const services = node === undefined ? [] : (catalog.nodeServices(txn, nodeName).value?.Services ?? []);
-        return { index: 1, value: { node, services, checks: catalog.nodeChecks(txn, nodeName).value } };
+        return { index: 1, value: { node, services: servicesOfNode(txn, node), checks: catalog.nodeChecks(txn, nodeName).value } };
       });
       return reply.value;
     },
@@ -446,10 +450,7 @@ export function serverAliasCatalog(deps: EndpointDeps): AliasCatalog {
       return { index: reply.meta.index, checks: reply.value };
     },
     async nodeHasService(node, serviceId) {
-      const reply = await readQuery(deps.query, options(0, deps.query.defaultQueryTimeMs), (txn) => {
-        const isKnownByName = catalog.getNode(txn, node).value !== undefined;
-        return { index: 1, value: isKnownByName && (catalog.nodeServices(txn, node).value?.Services ?? []).some((service) => service.ID === serviceId) };
-      });
+      const reply = await readQuery(deps.query, options(0, deps.query.defaultQueryTimeMs), (txn) => ({ index: 1, value: servicesOfNode(txn, catalog.getNode(txn, node).value).some((service) => service.ID === serviceId) }));
       return reply.value;
     },
   };
@@ -474,8 +475,9 @@ function isTtlCheck(runner: RunningCheck): runner is TtlCheck {
   return typeof (runner as Partial<TtlCheck>).setStatus === 'function';
 }
 
-function isLocalAlias(runner: RunningCheck): runner is LocalAliasCheck {
-  return typeof (runner as Partial<LocalAliasCheck>).notifyChange === 'function';
+/** The services of a node found by name (getNode); none when not found: nodeServices alone would also match a node ID prefix. */
+function servicesOfNode(txn: ReadTxn, node: NodeRecord | undefined): readonly ServiceRecord[] {
+  return node === undefined ? [] : (catalog.nodeServices(txn, node.Node).value?.Services ?? []);
 }
 
 function localService(definition: ServiceDefinition): LocalService {
