@@ -22,6 +22,7 @@ import {
 import type { DeregisterRequest, RegisterRequest } from '../lib/catalog.js';
 import type { CheckClock, CheckTimer } from '../lib/checks.js';
 import { nullLogger } from '../lib/log.js';
+import { seededRng } from '../lib/rng.js';
 import type { CheckRecord, NodeRecord, ServiceRecord } from '../lib/schema.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -180,18 +181,6 @@ function service(id: string, extra: Partial<LocalService> = {}): LocalService {
 
 function check(id: string, serviceId = '', extra: Partial<LocalCheck> = {}): LocalCheck {
   return { CheckID: id, Name: `check ${id}`, Status: 'critical', Notes: '', Output: '', ServiceID: serviceId, ServiceName: '', ServiceTags: [], Type: 'ttl', Interval: '', Timeout: '', Definition: {}, ...extra };
-}
-
-/** A seeded generator (mulberry32) for rng options that are not fixed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function harness(options: { intervalMs?: number; rng?: () => number } = {}): { state: LocalState; catalog: FakeCatalog; clock: FakeClock; changes: () => number } {
@@ -741,7 +730,7 @@ describe('StateSyncer timing (ae.go)', () => {
   });
 
   test('stop releases waiters and later timers do nothing', async () => {
-    const { syncer, catalog, clock } = syncerHarness({ rng: seeded(7) });
+    const { syncer, catalog, clock } = syncerHarness({ rng: seededRng(7) });
     syncer.start();
     syncer.pause();
     const waiting = syncer.whenSynced();
