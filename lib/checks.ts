@@ -7,10 +7,11 @@
 // run finishes (so runs never overlap, as in Consul's run loops), each run rounded up onto a shared
 // grid of 1% of the interval so that many checks share wake-ups; TTL checks that turn critical
 // when no update arrives in time; and Consul's StatusHandler (success_before_passing,
-// failures_before_warning, failures_before_critical).
+// failures_before_warning, failures_before_critical). The HTTP exchange itself is
+// lib/httpprobe.ts; the rules around it (headers, redirects, outputs) are here.
 //
 // What it does not: store, persist or sync results (the sink does: local agent state), alias
-// checks, docker and OS service checks, Connect-exposed check paths, and the agent's own TLS
+// checks (lib/alias.ts), docker and OS service checks, Connect-exposed check paths, and the agent's own TLS
 // configuration (HTTPS/TLS probes verify against Node's default CAs; tls_skip_verify and
 // tls_server_name are honoured).
 //
@@ -26,15 +27,13 @@
 
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { createGunzip } from 'node:zlib';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { CheckDefinition, CheckStatus } from './definitions.js';
 import { formatDuration, NANOS_PER_MILLI } from './duration.js';
+import { headerFieldProblem, sendProbe, type ProbeHead } from './httpprobe.js';
 import type { Logger } from './log.js';
 
 /** One result of a probe. */
@@ -423,18 +422,21 @@ export async function probeHttp(definition: CheckDefinition, timeoutMs: number, 
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
         return critical(`${op} ${goQuote(hop.urlText)}: unsupported protocol scheme ${goQuote(hop.url.protocol.slice(0, -1))}`);
       }
-      const sent = await sendHttp(definition, hop, deadline.signal);
+      const tail = new TailBuffer(outputMaxBytes < 1 ? CHECK_OUTPUT_BYTES_DEFAULT : outputMaxBytes);
+      const sent = await sendHttp(definition, hop, deadline.signal, (chunk) => tail.write(chunk));
       if ('error' in sent) {
         const reason = deadline.isTimedOut() ? 'context deadline exceeded (Client.Timeout exceeded while awaiting headers)' : sent.error;
         return critical(`${op} ${goQuote(hop.urlText)}: ${reason}`);
       }
-      const next = definition.disableRedirects ? undefined : redirectHop(hop, sent.response);
+      const { head } = sent;
+      const next = definition.disableRedirects ? undefined : redirectHop(hop, head);
       if (next === undefined) {
-        const body = await readTail(sent.body, outputMaxBytes < 1 ? CHECK_OUTPUT_BYTES_DEFAULT : outputMaxBytes);
-        return { status: httpStatusToHealth(sent.response.statusCode ?? 0), output: `HTTP ${method} ${definition.http}: ${goStatusLine(sent.response)} Output: ${body}` };
+        // Consul logs a body read error and reports what it read so far; so do we (timeouts included).
+        await head.bodyDone;
+        return { status: httpStatusToHealth(head.statusCode), output: `HTTP ${method} ${definition.http}: ${head.status} Output: ${tail.contents().toString('utf8')}` };
       }
-      sent.response.resume();
-      if (redirects + 1 >= HTTP_REDIRECTS_MAX) return critical(`${op} ${goQuote(sent.response.headers.location ?? '')}: stopped after ${HTTP_REDIRECTS_MAX} redirects`);
+      head.discard();
+      if (redirects + 1 >= HTTP_REDIRECTS_MAX) return critical(`${op} ${goQuote(head.header('location') ?? '')}: stopped after ${HTTP_REDIRECTS_MAX} redirects`);
       hop = next;
       url = next.url;
     }
@@ -827,7 +829,7 @@ interface HttpHop {
   readonly referer: string | undefined;
 }
 
-type HttpSent = { readonly response: IncomingMessage; readonly body: Readable } | { readonly error: string };
+type HttpSent = { readonly head: ProbeHead } | { readonly error: string };
 
 function headerValue(header: Readonly<Record<string, readonly string[]>>, name: string): string | undefined {
   for (const [key, values] of Object.entries(header)) {
@@ -837,77 +839,62 @@ function headerValue(header: Readonly<Record<string, readonly string[]>>, name: 
 }
 
 /** The request headers Go's client sends for a check: the definition's plus Consul's defaults. */
-function httpHeaders(definition: CheckDefinition, hop: HttpHop, bodyBytes: number): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {};
+/** The request's header lines, Host first, as Go's client would send them for this check. */
+function httpHeaders(definition: CheckDefinition, hop: HttpHop, bodyBytes: number): [string, string][] {
+  const hostOverride = hop.hostOverride !== undefined && hop.hostOverride !== '' ? hop.hostOverride : undefined;
+  const headers: [string, string][] = [['Host', hostOverride ?? hop.url.host]];
   for (const [key, values] of Object.entries(definition.header)) {
-    if (key.toLowerCase() === 'host' || values.length === 0) continue;
-    headers[key] = [...values];
+    // Host is above; the connection and the body framing are the transport's own.
+    if (['host', 'connection', 'content-length', 'transfer-encoding'].includes(key.toLowerCase())) continue;
+    for (const value of values) headers.push([key, value]);
   }
-  if (hop.hostOverride !== undefined && hop.hostOverride !== '') headers['Host'] = hop.hostOverride;
-  if (headerValue(definition.header, 'user-agent') === undefined) headers['User-Agent'] = HTTP_CHECK_USER_AGENT;
-  if (headerValue(definition.header, 'accept') === undefined) headers['Accept'] = HTTP_CHECK_ACCEPT;
-  if (hop.referer !== undefined && headerValue(definition.header, 'referer') === undefined) headers['Referer'] = hop.referer;
+  if (headerValue(definition.header, 'user-agent') === undefined) headers.push(['User-Agent', HTTP_CHECK_USER_AGENT]);
+  if (headerValue(definition.header, 'accept') === undefined) headers.push(['Accept', HTTP_CHECK_ACCEPT]);
+  if (hop.referer !== undefined && headerValue(definition.header, 'referer') === undefined) headers.push(['Referer', hop.referer]);
   // Go's transport asks for gzip (and unpacks it) unless the caller chose an encoding itself.
   if (headerValue(definition.header, 'accept-encoding') === undefined && headerValue(definition.header, 'range') === undefined && hop.method !== 'HEAD') {
-    headers['Accept-Encoding'] = 'gzip';
+    headers.push(['Accept-Encoding', 'gzip']);
   }
   // Consul disables keep-alives so a check never reuses a stale connection.
-  headers['Connection'] = 'close';
-  if (bodyBytes > 0 || ['POST', 'PUT', 'PATCH'].includes(hop.method)) headers['Content-Length'] = String(bodyBytes);
+  headers.push(['Connection', 'close']);
+  if (bodyBytes > 0 || ['POST', 'PUT', 'PATCH'].includes(hop.method)) headers.push(['Content-Length', String(bodyBytes)]);
   return headers;
 }
 
-function sendHttp(definition: CheckDefinition, hop: HttpHop, signal: AbortSignal): Promise<HttpSent> {
+/** One hop of an HTTP check over lib/httpprobe.ts; errors as Go's client words them. */
+async function sendHttp(definition: CheckDefinition, hop: HttpHop, signal: AbortSignal, onBody: (chunk: Buffer) => void): Promise<HttpSent> {
   const body = hop.includeBody ? Buffer.from(definition.body, 'utf8') : Buffer.alloc(0);
   const isHttps = hop.url.protocol === 'https:';
-  const hostname = hop.url.hostname.startsWith('[') ? hop.url.hostname.slice(1, -1) : hop.url.hostname;
-  const options = {
+  const host = hop.url.hostname.startsWith('[') ? hop.url.hostname.slice(1, -1) : hop.url.hostname;
+  const port = hop.url.port === '' ? (isHttps ? 443 : 80) : Number(hop.url.port);
+  const headers = httpHeaders(definition, hop, body.length);
+  for (const [name, value] of headers) {
+    // Go's transport refuses a bad header field before any I/O.
+    const problem = headerFieldProblem(name, value);
+    if (problem !== undefined) return { error: problem };
+  }
+  const result = await sendProbe({
+    host,
+    port,
+    ...(isHttps ? { tls: { servername: definition.tlsServerName !== '' ? definition.tlsServerName : isIP(host) === 0 ? host : '', rejectUnauthorized: !definition.tlsSkipVerify } } : {}),
     method: hop.method,
-    hostname,
-    port: hop.url.port === '' ? (isHttps ? 443 : 80) : Number(hop.url.port),
-    path: `${hop.url.pathname}${hop.url.search}`,
-    headers: httpHeaders(definition, hop, body.length),
-    agent: false as const,
+    target: `${hop.url.pathname}${hop.url.search}`,
+    headers,
+    body,
+    gunzip: headers.some(([name, value]) => name === 'Accept-Encoding' && value === 'gzip'),
     signal,
-    ...(isHttps
-      ? {
-          servername: definition.tlsServerName !== '' ? definition.tlsServerName : isIP(hostname) === 0 ? hostname : '',
-          rejectUnauthorized: !definition.tlsSkipVerify,
-        }
-      : {}),
-  };
-  const askedGzip = options.headers['Accept-Encoding'] === 'gzip';
-  return new Promise<HttpSent>((resolve) => {
-    let request: ClientRequest;
-    try {
-      request = (isHttps ? httpsRequest : httpRequest)(options, (response) => resolve({ response, body: responseBody(response, askedGzip) }));
-    } catch (error) {
-      // Node validates header names and values up front; Go's transport fails the request.
-      resolve({ error: `net/http: ${(error as Error).message}` });
-      return;
-    }
-    request.on('error', (error: NodeJS.ErrnoException & { address?: string; port?: number }) => {
-      const target = { host: hostname, port: Number(options.port) };
-      resolve({ error: error.code === 'ECONNRESET' && error.message === 'socket hang up' ? 'EOF' : dialErrorText(error, target, isHttps) });
-    });
-    request.end(body);
+    onBody,
   });
+  if ('head' in result) return result;
+  const { failure } = result;
+  if ('aborted' in failure) return { error: 'context canceled' };
+  if ('text' in failure) return { error: failure.text };
+  return { error: dialErrorText(failure.socketError, { host, port }, isHttps) };
 }
 
-/** The body as Go's transport hands it over: unpacked when it asked for gzip and got it. */
-function responseBody(response: IncomingMessage, askedGzip: boolean): Readable {
-  if (!askedGzip || response.headers['content-encoding'] !== 'gzip') return response;
-  const gunzip = createGunzip();
-  // A broken or cut gzip body ends the output where it broke, as Go's reader does; readTail
-  // sees the error or close on the gunzip side, so the pipeline result needs no handling.
-  pipeline(response, gunzip, () => undefined);
-  return gunzip;
-}
-
-/** Go's Client redirect rules: 301/302/303 switch to GET without a body; 307/308 keep both. */
-function redirectHop(hop: HttpHop, response: IncomingMessage): HttpHop | undefined {
-  const code = response.statusCode ?? 0;
-  const location = response.headers.location;
+function redirectHop(hop: HttpHop, head: ProbeHead): HttpHop | undefined {
+  const code = head.statusCode;
+  const location = head.header('location');
   if (location === undefined || ![301, 302, 303, 307, 308].includes(code)) return undefined;
   let url: URL;
   try {
@@ -933,23 +920,7 @@ function httpStatusToHealth(code: number): CheckStatus {
 }
 
 /** Go's resp.Status for HTTP/1.x: the code and the reason phrase the server sent. */
-function goStatusLine(response: IncomingMessage): string {
-  const code = String(response.statusCode ?? 0);
-  return response.statusMessage ? `${code} ${response.statusMessage}` : code;
-}
-
 /** Reads a stream to its end (or error) keeping the last `bytesMax` bytes, like Consul's circbuf. */
-function readTail(stream: Readable, bytesMax: number): Promise<string> {
-  const tail = new TailBuffer(bytesMax);
-  return new Promise<string>((resolve) => {
-    stream.on('data', (chunk: Buffer) => tail.write(chunk));
-    stream.on('end', () => resolve(tail.contents().toString('utf8')));
-    // Consul logs a body read error and reports what it read so far; so do we (timeouts included).
-    stream.on('error', () => resolve(tail.contents().toString('utf8')));
-    stream.on('close', () => resolve(tail.contents().toString('utf8')));
-  });
-}
-
 /** armon/circbuf: keeps the last `capacity` bytes written and counts them all. */
 class TailBuffer {
   /** The chunks that may hold kept bytes: dropping the first would leave fewer than capacity. */
