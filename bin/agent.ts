@@ -9,6 +9,7 @@
 
 import { Agent } from '../lib/agent.js';
 import { ConfigError, HelpRequested, loadConfig, type RuntimeConfig } from '../lib/config.js';
+import { boundHeapGrowth } from '../lib/heap.js';
 import { createLogger, GatedSink, type Logger } from '../lib/log.js';
 import { CONSUL_VERSION, RELEASE_DATE, REVISION } from '../lib/version.js';
 
@@ -18,6 +19,7 @@ const EXIT_GRACE_MS = 2_000;
 const GRACEFUL_LEAVE_TIMEOUT_MS = 15_000;
 
 async function main(argv: readonly string[]): Promise<number> {
+  boundHeapGrowth();
   let loaded;
   try {
     loaded = loadConfig(argv);
