@@ -299,17 +299,7 @@ class Exchange {
     this.isStopped = true;
     this.request.signal.removeEventListener('abort', this.onAbort);
     this.phase = { kind: 'done' };
-    const socket = this.socket;
-    this.socket = undefined;
-    if (socket !== undefined) {
-      socket.destroy();
-      // A socket object outlives its connection until V8's next full collection (its native handle
-      // keeps it through young-generation ones): detached from this exchange, it keeps nothing
-      // else alive meanwhile (the request, the caller's body buffer), which keeps that garbage
-      // from being promoted along with it.
-      socket.removeAllListeners();
-      socket.on('error', ignoreError);
-    }
+    this.socket?.destroy();
     if (this.gunzip !== undefined) {
       const gunzip = this.gunzip;
       this.gunzip = undefined;
@@ -329,8 +319,6 @@ class Exchange {
 
 // ---------------------------------------------------------------------------------------------
 // Private helpers
-
-function ignoreError(): void {}
 
 interface ParsedHead {
   readonly statusCode: number;
