@@ -375,8 +375,7 @@ export class Agent {
     const event = decodeUserEvent(payload, lTime);
     if (event === undefined) return this.logger.error('Failed to decode event', { name });
     if (event.Version > USER_EVENT_VERSION) this.logger.warn('Event version may have unsupported features', { version: event.Version, event: event.Name });
-    // Local services come with issue 7: until then a service filter matches nothing here.
-    if (!matchesTarget(event, { nodeName: this.config.nodeName, services: () => new Map() })) return;
+    if (!matchesTarget(event, { nodeName: this.config.nodeName, services: () => this.localState?.services() ?? [] })) return;
     if (event.Name === REMOTE_EXEC_EVENT) return this.logger.info('ignoring remote exec event, disabled', { id: event.ID });
     this.logger.debug('new event', { event: event.Name, id: event.ID });
     this.userEvents.add(event);

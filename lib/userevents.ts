@@ -45,8 +45,8 @@ export interface UserEvent {
 /** What the filters look at on this agent. */
 export interface LocalTarget {
   readonly nodeName: string;
-  /** Local services by name, with their tags (none until local services exist, issue 7). */
-  readonly services: () => ReadonlyMap<string, readonly string[]>;
+  /** The local service instances: name and tags of each. */
+  readonly services: () => Iterable<{ readonly Service: string; readonly Tags: readonly string[] }>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,9 +129,9 @@ export function userEventIndex(id: string): string {
 export function matchesTarget(event: UserEvent, target: LocalTarget): boolean {
   if (event.NodeFilter !== '' && !testPattern(event.NodeFilter, target.nodeName)) return false;
   if (event.ServiceFilter === '') return true;
-  for (const [name, tags] of target.services()) {
-    if (!testPattern(event.ServiceFilter, name)) continue;
-    if (event.TagFilter === '' || tags.some((tag) => testPattern(event.TagFilter, tag))) return true;
+  for (const { Service, Tags } of target.services()) {
+    if (!testPattern(event.ServiceFilter, Service)) continue;
+    if (event.TagFilter === '' || Tags.some((tag) => testPattern(event.TagFilter, tag))) return true;
   }
   return false;
 }

@@ -137,6 +137,19 @@ describe('local services and checks', () => {
     for (const id of ['sidecar', 'aliased']) assert.equal((await api('PUT', `/v1/agent/service/deregister/${id}`)).status, 200);
   });
 
+  test('user events with a service (and tag) filter are kept only when a local service matches', async () => {
+    assert.equal((await api('PUT', '/v1/agent/service/register', { Name: 'evt-svc', Tags: ['blue'], Port: 9200 })).status, 200);
+    const listed = async () => ((await api('GET', '/v1/event/list')).json() as { Name: string }[]).map((event) => event.Name);
+    assert.equal((await api('PUT', '/v1/event/fire/for-green?service=evt-svc&tag=green')).status, 200);
+    assert.equal((await api('PUT', '/v1/event/fire/for-nobody?service=%5Eother%24')).status, 200);
+    assert.equal((await api('PUT', '/v1/event/fire/for-blue?service=evt&tag=bl')).status, 200);
+    await waitFor('the matching event', async () => ((await listed()).includes('for-blue') ? true : undefined));
+    const names = await listed();
+    assert.equal(names.includes('for-green'), false);
+    assert.equal(names.includes('for-nobody'), false);
+    assert.equal((await api('PUT', '/v1/agent/service/deregister/evt-svc')).status, 200);
+  });
+
   test('?filter selects services and checks with go-bexpr; a bad filter is a 500', async () => {
     const services = (await api('GET', `/v1/agent/services?filter=${encodeURIComponent('Service == "web" and "v1" in Tags')}`)).json() as Record<string, unknown>;
     assert.deepEqual(Object.keys(services), ['web']);
