@@ -134,7 +134,8 @@ class Exchange {
     const { request } = this;
     let head = `${request.method} ${request.target} HTTP/1.1\r\n`;
     for (const [name, value] of request.headers) head += `${name}: ${value}\r\n`;
-    return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), request.body]);
+    // Go writes a header's string as it is: UTF-8.
+    return Buffer.concat([Buffer.from(`${head}\r\n`, 'utf8'), request.body]);
   }
 
   private onData(chunk: Buffer): void {
