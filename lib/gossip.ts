@@ -30,7 +30,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIPv4, isIPv6, createServer, connect, type Server, type Socket } from 'node:net';
 import type { Keyring } from './gossipcrypto.js';
 import type { Logger } from './log.js';
-import { consulSerfConfig, SerfNode, type SerfEvent } from './serf.js';
+import { consulSerfConfig, SerfNode, type MergeDelegate, type SerfEvent } from './serf.js';
 import { CONSUL_DELEGATE_VERSIONS, lanConfig, SwimNode, wanConfig, type SwimAddress, type SwimConfig, type SwimEffect } from './swim.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -386,6 +386,8 @@ export interface SerfPoolOptions {
   /** Overrides of the memberlist profile (tests shorten the intervals). */
   readonly memberlist?: Partial<SwimConfig>;
   readonly rng?: () => number;
+  /** Consul's merge delegate for this pool: an error text refuses a joining cluster or an alive. */
+  readonly merge?: MergeDelegate;
 }
 
 /**
@@ -427,6 +429,7 @@ export class SerfPool {
     const serf = new SerfNode(consulSerfConfig(options.nodeName, options.tags, options.pool), {
       rng,
       keyring: options.keyring,
+      ...(options.merge ? { merge: options.merge } : {}),
       createHost: (delegate) => (swim = new SwimNode(swimConfig, delegate, rng, (count) => randomBytes(count), nowMs)),
     }, nowMs);
     const pool = new SerfPool(transport, swim!, serf, options.onEvent);
@@ -455,7 +458,7 @@ export class SerfPool {
     if (joined > 0) return joined;
     const failures = addresses.map((address) => {
       const text = `${addressText(address.addr) ?? '?'}:${address.port}`;
-      return `Failed to join ${text}: ${this.transport.lastStreamErrors.get(text) ?? 'no answer'}`;
+      return `Failed to join ${text}: ${this.swim.joinRefusal(address) ?? this.transport.lastStreamErrors.get(text) ?? 'no answer'}`;
     });
     throw new Error(multiErrorText(failures));
   }

@@ -24,8 +24,12 @@
 // it last knew alive, unless it had left gracefully (then only with -rejoin, i.e.
 // rejoin_after_leave).
 //
-// Not here: network segments, cloud auto-join (`provider=...` addresses are refused). User events are handed out (onUserEvent) to
-// lib/userevents.ts.
+// Both pools refuse what Consul's merge delegates refuse (agent/consul/merge.go): the LAN pool
+// a member of another datacenter or segment, or one whose node ID is ours or another member's;
+// the WAN pool any member that is not a server. A join into such a cluster fails with the reason.
+//
+// Not here: network segments (an Enterprise feature), cloud auto-join (`provider=...` addresses
+// are refused). User events are handed out (onUserEvent) to lib/userevents.ts.
 //
 // References: Consul agent/retry_join.go (retryJoiner), agent/agent.go (JoinLAN, JoinWAN,
 // ForceLeave, LANMembers), agent/consul/server_serf.go and client_serf.go (setupSerf).
@@ -44,7 +48,7 @@ import { withDefaultPort } from './rpc.js';
 import { SerfError, type SerfEvent } from './serf.js';
 import { replaySnapshot, SnapshotWriter } from './serfsnapshot.js';
 import { isKeyQueryComplete, summarizeKeyResponses, type KeyOperation } from './serfquery.js';
-import type { SerfMember } from './serfwire.js';
+import { MemberStatus, type SerfMember } from './serfwire.js';
 import type { SwimAddress } from './swim.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -65,6 +69,9 @@ export interface MembershipOptions {
 
 // ---------------------------------------------------------------------------------------------
 // Limits
+
+/** Consul's uniqueIDMinVersion: members from this build on must have unique node IDs. */
+const UNIQUE_ID_MIN_VERSION = [0, 8, 5];
 
 /** How long a join waits for its push/pulls (memberlist's LAN TCPTimeout). */
 export const JOIN_DEADLINE_MS = 10_000;
@@ -173,14 +180,14 @@ export class Membership {
     };
     const lan = await SerfPool.start({
       bindHost: config.serfBindAddrLan, port: config.ports.serfLan, advertiseHost: config.advertiseAddrLan,
-      nodeName: config.nodeName, tags: new Map(Object.entries(options.tags)), pool: 'lan', keyring: lanKeyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('lan'), onEvent: onEvent('lan'),
+      nodeName: config.nodeName, tags: new Map(Object.entries(options.tags)), pool: 'lan', merge: (members) => lanMergeRefusal(members, { name: config.nodeName, tags: options.tags }), keyring: lanKeyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('lan'), onEvent: onEvent('lan'),
     });
     let wan: SerfPool | undefined;
     try {
       if (config.serverMode && config.ports.serfWan > 0) {
         wan = await SerfPool.start({
           bindHost: config.serfBindAddrWan, port: config.ports.serfWan, advertiseHost: config.advertiseAddrWan,
-          nodeName: `${config.nodeName}.${config.datacenter}`, tags: new Map(Object.entries(options.tags)), pool: 'wan', keyring: wanKeyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('wan'), onEvent: onEvent('wan'),
+          nodeName: `${config.nodeName}.${config.datacenter}`, tags: new Map(Object.entries(options.tags)), pool: 'wan', merge: wanMergeRefusal, keyring: wanKeyring, verifyIncoming: config.encryptVerifyIncoming, verifyOutgoing: config.encryptVerifyOutgoing, logger: logger.named('serf').named('wan'), onEvent: onEvent('wan'),
         });
       }
     } catch (error) {
@@ -351,6 +358,67 @@ export class Membership {
 }
 
 /** A serf member as /v1/agent/members shows it (serf.Member with Go's field names). */
+/**
+ * Consul's LAN merge delegate: why a joining cluster (or one alive member) must not merge into
+ * ours, or null. `self`: our node name and gossip tags (`dc`, `id`, `segment` are compared).
+ */
+export function lanMergeRefusal(members: readonly SerfMember[], self: { readonly name: string; readonly tags: Readonly<Record<string, string>> }): string | null {
+  const selfTags = self.tags;
+  const idOwners = new Map<string, string>();
+  for (const member of members) {
+    const nodeId = member.tags.get('id') ?? '';
+    if (nodeId !== '' && member.status !== MemberStatus.left) {
+      if (nodeId === selfTags['id'] && member.name !== self.name) return `Member '${member.name}' has conflicting node ID '${nodeId}' with this agent's ID`;
+      const other = idOwners.get(nodeId);
+      if (other !== undefined) return `Member '${member.name}' has conflicting node ID '${nodeId}' with member '${other}'`;
+      // Only builds from 0.8.5 on insist on unique IDs (Consul's uniqueIDMinVersion).
+      const build = buildVersionOf(member);
+      if (build !== null && compareVersions(build, UNIQUE_ID_MIN_VERSION) >= 0) idOwners.set(nodeId, member.name);
+    }
+    const role = member.tags.get('role');
+    const datacenter = member.tags.get('dc') ?? '';
+    if ((role === 'node' || isConsulServerMember(member)) && datacenter !== selfTags['dc']) return `Member '${member.name}' part of wrong datacenter '${datacenter}'`;
+    const segment = member.tags.get('segment') ?? '';
+    const ourSegment = selfTags['segment'] ?? '';
+    if (segment !== ourSegment) return `Member '${member.name}' part of wrong segment '${segment}' (expected '${ourSegment}')`;
+  }
+  return null;
+}
+
+/** Consul's WAN merge delegate: only servers belong in the WAN pool. */
+export function wanMergeRefusal(members: readonly SerfMember[]): string | null {
+  const stranger = members.find((member) => !isConsulServerMember(member));
+  return stranger === undefined ? null : `Member '${stranger.name}' is not a server`;
+}
+
+/** metadata.IsConsulServer's test: role `consul` with parseable expect, port, build and vsn tags. */
+function isConsulServerMember(member: SerfMember): boolean {
+  const tags = member.tags;
+  if (tags.get('role') !== 'consul') return false;
+  const expect = tags.get('expect');
+  if (expect !== undefined && !isDecimal(expect)) return false;
+  if (!isDecimal(tags.get('port') ?? '') || !isDecimal(tags.get('vsn') ?? '')) return false;
+  return buildVersionOf(member) !== null;
+}
+
+function isDecimal(text: string): boolean {
+  return /^[+-]?\d+$/.test(text);
+}
+
+/** The version in a `build` tag (`1.15.2:abcdef12`), as numbers; null when it does not parse. */
+function buildVersionOf(member: SerfMember): number[] | null {
+  const match = /^v?(\d+)\.(\d+)(?:\.(\d+))?/.exec((member.tags.get('build') ?? '').split(':')[0] ?? '');
+  return match === null ? null : [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
+}
+
+function compareVersions(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const difference = (a[i] ?? 0) - (b[i] ?? 0);
+    if (difference !== 0) return difference;
+  }
+  return 0;
+}
+
 export function agentMember(member: SerfMember): AgentMember {
   return {
     Name: member.name,

@@ -939,10 +939,10 @@ export class SerfNode implements SwimDelegate {
     return this.merge([this.nodeToMember(node)]) === null;
   }
 
-  /** memberlist MergeDelegate through serf's merge delegate: false aborts the push/pull merge. */
-  notifyMerge(nodes: readonly SwimMemberLike[]): boolean {
-    if (this.merge === undefined) return true;
-    return this.merge(nodes.map((node) => this.nodeToMember(node))) === null;
+  /** memberlist MergeDelegate through serf's merge delegate: an error text aborts the push/pull merge. */
+  notifyMerge(nodes: readonly SwimMemberLike[]): string | null {
+    if (this.merge === undefined) return null;
+    return this.merge(nodes.map((node) => this.nodeToMember(node)));
   }
 
   // -- Intents ---------------------------------------------------------------------------------

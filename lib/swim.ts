@@ -23,6 +23,15 @@
 // - Dead nodes leave the list at a probe wrap once GossipToTheDeadTime has passed; Left nodes
 //   stay (0.2.2: only ≥0.3.1 purges them). Reaping members is serf's job.
 //
+// One addition to memberlist, local and wire-compatible (docs/gossip.md, "Suspect rechecks"):
+// a member that missed every copy of a suspect's refutation would declare a live node dead
+// (gossip gives each message about retransmitLimit sends per holder, and under loss one member
+// in a few hundred misses them all). So a suspicion due within RECHECK_LEAD_INTERVALS probe
+// intervals gets one probe of its own ahead of the round-robin (same probe rate), and a suspect
+// that answers any probe is asked for its state by a push/pull, whose merge brings its refuting
+// alive; the deadline waits for that exchange. A crashed suspect answers nothing, so detection
+// time is unchanged.
+//
 // Not here: sockets, timers, DNS resolution of join addresses (the shell passes addresses),
 // CIDR filters (IPAllowed), labels other than passing config.label to gossipwire, the
 // 128-concurrent-push/pull cap (onStream is synchronous), reliable user messages out (no API).
@@ -121,8 +130,8 @@ export interface SwimDelegate {
   notifyUpdate(member: SwimMember, nowMs: number): void;
   /** Return false to refuse an alive (memberlist AliveDelegate). */
   notifyAlive?(member: SwimMember): boolean;
-  /** Return false to refuse a join push/pull (memberlist MergeDelegate). */
-  notifyMerge?(members: readonly SwimMember[]): boolean;
+  /** Return an error text to refuse a join push/pull (memberlist MergeDelegate), null to accept it. */
+  notifyMerge?(members: readonly SwimMember[]): string | null;
 }
 
 /** Effects the core asks the shell to perform; drained with drainOutbox(). */
@@ -173,7 +182,11 @@ export const SWIM_RELAYS_MAX = 4096;
 export const SWIM_STREAMS_PENDING_MAX = 1024;
 /** Effects queued before the shell drains them; beyond this packets are dropped (UDP is lossy anyway). */
 export const SWIM_OUTBOX_MAX = 65536;
+/** Join refusals remembered for the join's caller (one per address joined through). */
+export const SWIM_JOIN_REFUSALS_KEPT = 64;
 const U32_MAX = 0xffffffff;
+/** A suspicion this many probe intervals from its deadline is probed ahead of the round-robin. */
+const RECHECK_LEAD_INTERVALS = 2;
 
 /** The delegate versions Consul's serf advertises (`Vsn 01 05 02 02 05 04`, wire.md §2.3). */
 export const CONSUL_DELEGATE_VERSIONS = { min: 2, max: 5, cur: 4 } as const;
@@ -294,7 +307,11 @@ export class SwimNode {
   /** Indirect pings we relay, by the SeqNo of our own ping to the target. Invariant: size ≤ SWIM_RELAYS_MAX. */
   private readonly relays = new Map<number, Relay>();
   private readonly streams = new Map<number, PendingStream>();
+  /** Merge-delegate refusals of our join push/pulls, by address. Invariant: size ≤ SWIM_JOIN_REFUSALS_KEPT. */
+  private readonly joinRefusals = new Map<string, string>();
   private probe: ActiveProbe | null = null;
+  /** A suspect that acked the probe in the packet being handled: pulled once the whole packet is merged. */
+  private answeredSuspect: string | null = null;
   private outbox: SwimEffect[] = [];
   /** memberlist m.incarnation and m.sequenceNum: uint32 counters that wrap. */
   private incarnationCounter = 0;
@@ -368,7 +385,7 @@ export class SwimNode {
     let deadline = Math.min(this.nextGossipMs, this.hasLeft ? Infinity : this.nextPushPullMs);
     if (this.probe !== null) deadline = Math.min(deadline, this.probe.isIndirect ? this.probe.deadlineMs : this.probe.probeTimeoutAtMs);
     else if (!this.hasLeft) deadline = Math.min(deadline, this.nextProbeMs);
-    for (const suspicion of this.suspicions.values()) deadline = Math.min(deadline, suspicion.deadlineMs);
+    for (const suspicion of this.suspicions.values()) if (!suspicion.isAwaitingPull) deadline = Math.min(deadline, suspicion.deadlineMs);
     for (const relay of this.relays.values()) deadline = Math.min(deadline, relay.expiresMs);
     return deadline;
   }
@@ -387,6 +404,12 @@ export class SwimNode {
         if (!(error instanceof GossipWireError)) throw error;
         this.bump(`udpDropped.${error.code}`);
       }
+    }
+    // After the whole compound: a refutation piggy-backed on the ack has already cleared it.
+    if (this.answeredSuspect !== null) {
+      const name = this.answeredSuspect;
+      this.answeredSuspect = null;
+      this.pullFromAnsweredSuspect(name, nowMs);
     }
   }
 
@@ -416,13 +439,24 @@ export class SwimNode {
       return;
     }
     this.streams.delete(id);
-    if (pending.purpose === 'ping') this.onTcpPingReply(pending.seqNo, reply);
-    else this.onPushPullReply(pending.isJoin, reply, nowMs);
+    if (pending.purpose === 'ping') return this.onTcpPingReply(pending.seqNo, reply);
+    this.onPushPullReply(pending.to, pending.isJoin, reply, nowMs);
+    if (pending.recheckOf === undefined) return;
+    const suspicion = this.suspicions.get(pending.recheckOf);
+    if (suspicion !== undefined) suspicion.isAwaitingPull = false;
   }
 
   /** memberlist Join: a push/pull with Join:true to each address; successes show in joinedCount(). */
   join(addresses: readonly SwimAddress[], nowMs: number): void {
-    for (const address of addresses) this.startPushPull(address, true, nowMs);
+    for (const address of addresses) {
+      this.joinRefusals.delete(addressKey(address));
+      this.startPushPull(address, true, nowMs);
+    }
+  }
+
+  /** Why our merge delegate refused the last join through `address` (memberlist's Join error), if it did. */
+  joinRefusal(address: SwimAddress): string | undefined {
+    return this.joinRefusals.get(addressKey(address));
   }
 
   /** Join push/pulls that completed and merged. */
@@ -498,6 +532,12 @@ export class SwimNode {
   // Probing (state.go probe, probeNode)
 
   private probeNext(nowMs: number): void {
+    const recheck = this.suspectDueForRecheck(nowMs);
+    if (recheck !== null) {
+      this.bump('suspectRechecks');
+      this.startProbe(recheck, nowMs);
+      return;
+    }
     let numCheck = 0;
     for (;;) {
       if (numCheck >= this.nodes.length) break;
@@ -517,6 +557,36 @@ export class SwimNode {
       return;
     }
     this.nextProbeMs = nextTickAfterMs(this.probeBaseMs, this.config.probeIntervalMs, nowMs);
+  }
+
+  /** The suspect with the earliest deadline within RECHECK_LEAD_INTERVALS that we have not re-probed yet; marks it. */
+  private suspectDueForRecheck(nowMs: number): NodeRecord | null {
+    const leadMs = RECHECK_LEAD_INTERVALS * this.config.probeIntervalMs;
+    let due: { node: NodeRecord; suspicion: Suspicion } | null = null;
+    for (const [name, suspicion] of this.suspicions) {
+      if (suspicion.isRechecked || suspicion.deadlineMs - nowMs > leadMs) continue;
+      const node = this.nodeMap.get(name);
+      if (node === undefined || node.state !== NodeState.suspect || node.stateChangeMs !== suspicion.stateChangeMs) continue;
+      if (due === null || suspicion.deadlineMs < due.suspicion.deadlineMs) due = { node, suspicion };
+    }
+    if (due === null) return null;
+    due.suspicion.isRechecked = true;
+    return due.node;
+  }
+
+  /**
+   * A suspect answered our probe, so it is up, but we hold no refutation from it: ask it for its
+   * state (a push/pull, as the periodic one), whose merge carries its current alive. The
+   * suspicion's deadline waits for the exchange.
+   */
+  private pullFromAnsweredSuspect(name: string, nowMs: number): void {
+    const node = this.nodeMap.get(name);
+    const suspicion = this.suspicions.get(name);
+    if (node === undefined || suspicion === undefined || node.state !== NodeState.suspect || node.stateChangeMs !== suspicion.stateChangeMs) return;
+    if (suspicion.isAwaitingPull) return;
+    if (!this.startPushPull(node.address, false, nowMs, name)) return;
+    suspicion.isAwaitingPull = true;
+    this.bump('suspectPulls');
   }
 
   private startProbe(node: NodeRecord, nowMs: number): void {
@@ -571,6 +641,7 @@ export class SwimNode {
     if (probe.tcp === 'ok') {
       this.bump('probeTcpOnly');
       this.finishProbe(-1, nowMs);
+      if (probe.target.state === NodeState.suspect) this.pullFromAnsweredSuspect(probe.target.name, nowMs);
       return;
     }
     // Lifeguard: missed nacks mean *we* may be the problem; with no nack peers, any failure counts.
@@ -660,6 +731,7 @@ export class SwimNode {
       // Only an ack inside ProbeTimeout is a direct round trip worth a coordinate update.
       if (!probe.isIndirect && nowMs < probe.probeTimeoutAtMs) this.delegate.notifyPingComplete(toMember(probe.target), nowMs - probe.sentMs, payload);
       this.finishProbe(-1, nowMs);
+      if (probe.target.state === NodeState.suspect) this.answeredSuspect = probe.target.name;
       return;
     }
     const relay = this.relays.get(seqNo);
@@ -764,7 +836,7 @@ export class SwimNode {
 
   private expireSuspicions(nowMs: number): void {
     for (const [name, suspicion] of this.suspicions) {
-      if (nowMs < suspicion.deadlineMs) continue;
+      if (nowMs < suspicion.deadlineMs || suspicion.isAwaitingPull) continue;
       const state = this.nodeMap.get(name);
       // Epoch check: only the suspicion that began this suspect period may kill the node.
       if (state === undefined || state.state !== NodeState.suspect || state.stateChangeMs !== suspicion.stateChangeMs) {
@@ -829,14 +901,24 @@ export class SwimNode {
     if (peer !== undefined) this.startPushPull(peer.address, false, nowMs);
   }
 
-  private startPushPull(to: SwimAddress, isJoin: boolean, nowMs: number): void {
-    if (this.streams.size >= SWIM_STREAMS_PENDING_MAX) return this.bump('tcpStreamsFull');
+  /** Starts a push/pull exchange; false when too many streams are pending. `recheckOf`: the suspect it asks. */
+  private startPushPull(to: SwimAddress, isJoin: boolean, nowMs: number, recheckOf?: string): boolean {
+    if (this.streams.size >= SWIM_STREAMS_PENDING_MAX) {
+      this.bump('tcpStreamsFull');
+      return false;
+    }
     const id = this.startStream(to, this.localStateStream(isJoin, nowMs), 'pushPull', this.config.tcpTimeoutMs);
-    this.streams.set(id, { purpose: 'pushPull', isJoin });
+    this.streams.set(id, recheckOf === undefined ? { purpose: 'pushPull', to, isJoin } : { purpose: 'pushPull', to, isJoin, recheckOf });
     this.bump(isJoin ? 'joinsStarted' : 'pushPullsStarted');
+    return true;
   }
 
-  private onPushPullReply(isJoin: boolean, reply: Uint8Array | Error, nowMs: number): void {
+  private noteJoinRefusal(to: SwimAddress, refusal: string): void {
+    if (this.joinRefusals.size >= SWIM_JOIN_REFUSALS_KEPT) this.joinRefusals.clear();
+    this.joinRefusals.set(addressKey(to), refusal);
+  }
+
+  private onPushPullReply(to: SwimAddress, isJoin: boolean, reply: Uint8Array | Error, nowMs: number): void {
     if (reply instanceof Error) return this.bump('pushPullFailed');
     let message: StreamMessage;
     try {
@@ -850,7 +932,11 @@ export class SwimNode {
     }
     if (message.kind !== 'pushPull') return this.bump(message.kind === 'errResp' ? 'pushPullRemoteError' : 'pushPullFailed');
     // The merge follows our own join flag, as pushPullNode does.
-    if (!this.mergeRemoteState(isJoin, message.nodes, message.userState, nowMs)) return this.bump('pushPullFailed');
+    const refusal = this.mergeRemoteState(isJoin, message.nodes, message.userState, nowMs);
+    if (refusal !== null) {
+      if (isJoin) this.noteJoinRefusal(to, refusal);
+      return this.bump('pushPullFailed');
+    }
     if (isJoin) this.joins++;
   }
 
@@ -882,23 +968,27 @@ export class SwimNode {
     }
   }
 
-  /** memberlist mergeRemoteState: verify versions, let the merge delegate veto a join, merge, then the user state. */
-  private mergeRemoteState(isJoin: boolean, remoteNodes: readonly PushNodeState[], userState: Uint8Array, nowMs: number): boolean {
+  /**
+   * memberlist mergeRemoteState: verify versions, let the merge delegate veto a join, merge, then
+   * the user state. Returns null when merged, else why not (the merge delegate's text).
+   */
+  private mergeRemoteState(isJoin: boolean, remoteNodes: readonly PushNodeState[], userState: Uint8Array, nowMs: number): string | null {
     const nodes = remoteNodes.map((node) => (this.config.protocolVersion < 2 || node.port === 0 ? { ...node, port: this.config.address.port } : node));
     if (!verifyProtocol(nodes, this.members())) {
       this.bump('pushPullVersionMismatch');
-      return false;
+      return 'incompatible protocol versions';
     }
     if (isJoin && this.delegate.notifyMerge !== undefined) {
       const members = nodes.map((node): SwimMember => ({ name: node.name, address: { addr: node.addr, port: node.port }, meta: node.meta, incarnation: node.incarnation, state: toNodeState(node.state), stateChangeMs: nowMs, vsn: decodeVsn(node.vsn) ?? ZERO_VSN }));
-      if (!this.delegate.notifyMerge(members)) {
+      const refusal = this.delegate.notifyMerge(members);
+      if (refusal !== null) {
         this.bump('pushPullMergeRefused');
-        return false;
+        return refusal;
       }
     }
     for (const node of nodes) this.mergeNode(node, nowMs);
     if (userState.length > 0) this.delegate.mergeRemoteState(userState, isJoin, nowMs);
-    return true;
+    return null;
   }
 
   /** memberlist mergeState for one node: a remote's verdict of death only makes us suspect. */
@@ -1128,7 +1218,7 @@ interface Relay {
   readonly isNackRequested: boolean;
 }
 
-type PendingStream = { readonly purpose: 'pushPull'; readonly isJoin: boolean } | { readonly purpose: 'ping'; readonly seqNo: number };
+type PendingStream = { readonly purpose: 'pushPull'; readonly to: SwimAddress; readonly isJoin: boolean; readonly recheckOf?: string } | { readonly purpose: 'ping'; readonly seqNo: number };
 
 const EMPTY = new Uint8Array(0);
 const ZERO_VSN: ProtocolVersions = { pMin: 0, pMax: 0, pCur: 0, dMin: 0, dMax: 0, dCur: 0 };
@@ -1150,6 +1240,10 @@ function isDeadOrLeft(node: NodeRecord): boolean {
 /** Where an ack goes (handlePing/handleIndirectPing): SourceAddr:SourcePort when both are set, else the UDP source. */
 function replyAddress(from: SwimAddress, message: { readonly sourceAddr: Uint8Array; readonly sourcePort: number }): SwimAddress {
   return message.sourceAddr.length > 0 && message.sourcePort > 0 ? { addr: message.sourceAddr, port: message.sourcePort } : from;
+}
+
+function addressKey(address: SwimAddress): string {
+  return `${address.addr.join('.')}:${address.port}`;
 }
 
 function sameAddress(a: SwimAddress, b: SwimAddress): boolean {

@@ -104,6 +104,10 @@ export class Suspicion {
   private readonly accusers = new Set<string>();
   /** Absolute time at which the node is declared dead, unless it refutes first. */
   deadlineMs: number;
+  /** Set once the owner has re-probed the suspect ahead of the deadline (swim.ts, suspect rechecks). */
+  isRechecked = false;
+  /** While a push/pull with the suspect (begun because it answered a probe) is in flight, the deadline waits for it. */
+  isAwaitingPull = false;
 
   constructor(
     from: string,

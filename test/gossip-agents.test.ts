@@ -172,6 +172,24 @@ test('PUT /v1/agent/join joins the LAN pool (a join nobody answers is a 500); us
   }
 });
 
+test("the LAN pool refuses another datacenter: a join fails with Consul's merge-delegate text and neither lists the other", { timeout: 60_000 }, async () => {
+  const east: AgentProcess = { name: 'm14', ip: '127.0.0.14', child: undefined, output: '' };
+  const west: AgentProcess = { name: 'm15', ip: '127.0.0.15', child: undefined, output: '' };
+  startAgent(east, `${east.ip}:8301`);
+  startAgent(west, `${west.ip}:8301`, ['-datacenter', 'dc2']);
+  try {
+    await waitFor('both agents to answer', async () => ((await members(east)).has('m14') && (await members(west)).has('m15') ? true : undefined), 30_000);
+    const joined = await httpRequest(HTTP_PORT, 'PUT', `/v1/agent/join/${west.ip}`, east.ip);
+    assert.equal(joined.status, 500);
+    assert.match(joined.body, /Failed to join 127\.0\.0\.15:8301: Member 'm15' part of wrong datacenter 'dc2'/);
+    assert.deepEqual([...(await members(east)).keys()], ['m14']);
+    assert.deepEqual([...(await members(west)).keys()], ['m15']);
+  } finally {
+    await kill(east);
+    await kill(west);
+  }
+});
+
 test('the gossip keyring: list, install, use and remove a key across the pool, kept in the data dir across a restart', { timeout: 90_000 }, async () => {
   const keyA = Buffer.alloc(32, 1).toString('base64');
   const keyB = Buffer.alloc(32, 2).toString('base64');

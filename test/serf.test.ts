@@ -958,8 +958,9 @@ describe('ping delegate and merge delegate', () => {
     assert.ok(host !== undefined);
     assert.equal(serf.notifyAlive(swimMember('b', 2, { dc: 'dc1' })), true);
     assert.equal(serf.notifyAlive(swimMember('c', 3, { dc: 'dc2' })), false);
-    assert.equal(serf.notifyMerge([swimMember('d', 4, {}, NodeState.left)]), true);
-    assert.deepEqual(seen, [MemberStatus.none, MemberStatus.none, MemberStatus.left]);
+    assert.equal(serf.notifyMerge([swimMember('d', 4, {}, NodeState.left)]), null);
+    assert.equal(serf.notifyMerge([swimMember('e', 5, { dc: 'dc2' })]), 'wrong dc', 'the refusal text reaches memberlist (the join error)');
+    assert.deepEqual(seen, [MemberStatus.none, MemberStatus.none, MemberStatus.left, MemberStatus.none]);
   });
 });
 

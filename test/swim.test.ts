@@ -11,6 +11,7 @@ import { Keyring } from '../lib/gossipcrypto.js';
 import {
   decodePacket,
   decodeStream,
+  encodeCompounds,
   encodeMessage,
   encodePacket,
   encodePushPull,
@@ -73,7 +74,7 @@ function makeNode(name: string, last: number, options: { config?: Partial<SwimCo
     notifyJoin: (m) => void rec.events.push(`join ${m.name}`),
     notifyLeave: (m) => void rec.events.push(`${m.state === NodeState.left ? 'left' : 'dead'} ${m.name}`),
     notifyUpdate: (m) => void rec.events.push(`update ${m.name}`),
-    notifyMerge: () => rec.isMergeAllowed,
+    notifyMerge: () => (rec.isMergeAllowed ? null : 'refused by the test'),
     ...(options.refuse !== undefined ? { notifyAlive: (m: SwimMember) => m.name !== options.refuse } : {}),
   };
   const rng = seededRng(options.seed ?? 1);
@@ -602,6 +603,108 @@ describe('probe cycle', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Suspect rechecks (our addition: a member that missed a refutation asks the suspect)
+
+describe('suspect rechecks', () => {
+  /** a knows b..e (n = 5: k = 2, min 4 s, max 24 s); c, d and e accuse b from t = 1 s, so b is due dead at 5 s. */
+  function suspectWithDeadlineAt5s(): { node: SwimNode; rec: Recorder } {
+    const made = makeNode('a', 1, { config: { disableTcpPings: true } });
+    for (const [name, last] of [['b', 2], ['c', 3], ['d', 4], ['e', 5]] as const) made.node.onPacket(addr(last), alivePacket(name, last, 1), 0);
+    made.node.onPacket(addr(3), packet({ kind: 'suspect', incarnation: 1, node: 'b', from: 'c' }), 1000);
+    made.node.onPacket(addr(4), packet({ kind: 'suspect', incarnation: 1, node: 'b', from: 'd' }), 1000);
+    made.node.onPacket(addr(5), packet({ kind: 'suspect', incarnation: 1, node: 'b', from: 'e' }), 1000);
+    drain(made.node);
+    return made;
+  }
+
+  /**
+   * Ticks from 1 s, acking probes of others and leaving round-robin probes of b unanswered (b is
+   * paused), up to the first probe that starts at or after 3 s, which must be of b: returns it.
+   */
+  function firstProbeOfB(node: SwimNode): { atMs: number; seqNo: number } {
+    let now = 1000;
+    for (let i = 0; i < 100; i++) {
+      now = Math.max(now, node.nextDeadlineMs());
+      node.tick(now);
+      for (const p of drain(node).packets) {
+        const ping = p.messages.find((m): m is Extract<GossipMessage, { kind: 'ping' }> => m.kind === 'ping');
+        if (ping === undefined) continue;
+        if (now >= 3000 && node.probeTarget() === ping.node) {
+          assert.equal(ping.node, 'b', `the first probe after 3 s is of b, not ${ping.node}`);
+          return { atMs: now, seqNo: ping.seqNo };
+        }
+        if (ping.node !== 'b') node.onPacket(p.to, packet({ kind: 'ackResp', seqNo: ping.seqNo, payload: new Uint8Array(0) }), now);
+      }
+    }
+    throw new Error('no probe after 3 s');
+  }
+
+  it('a suspicion due within two probe intervals is probed ahead of the round-robin', () => {
+    const { node } = suspectWithDeadlineAt5s();
+    const { atMs } = firstProbeOfB(node);
+    assert.ok(atMs >= 3000 && atMs < 5000, `b probed at ${atMs}`);
+    assert.equal(node.counters.suspectRechecks, 1);
+  });
+
+  it('a suspect that acks is asked for its state; the deadline waits for the push/pull, whose refutation clears it', () => {
+    const { node, rec } = suspectWithDeadlineAt5s();
+    const { atMs, seqNo } = firstProbeOfB(node);
+    node.onPacket(addr(2), packet({ kind: 'ackResp', seqNo, payload: new Uint8Array(0) }), atMs + 5);
+    const [pull] = drain(node).streams;
+    assert.ok(pull !== undefined && pull.purpose === 'pushPull', 'a push/pull to b');
+    assert.deepEqual(pull.to, addr(2));
+    const frame = decodeStream(pull.bytes);
+    assert.ok(frame.kind === 'message' && frame.message.kind === 'pushPull' && !frame.message.join, 'a periodic (non-join) push/pull');
+    runUntil(node, atMs + 5, 8000);
+    assert.equal(memberOf(node, 'b')?.state, NodeState.suspect, 'the deadline (5 s) waits for the exchange');
+    node.onStreamReply(pull.id, pushPullBytes([pushNode('b', 2, NodeState.alive, 2)]), 8000);
+    assert.equal(memberOf(node, 'b')?.state, NodeState.alive);
+    assert.equal(memberOf(node, 'b')?.incarnation, 2);
+    assert.ok(!rec.events.includes('dead b'), 'b was never declared dead');
+    assert.equal(node.counters.suspectPulls, 1);
+  });
+
+  it('a refutation piggy-backed on the ack needs no push/pull', () => {
+    const { node } = suspectWithDeadlineAt5s();
+    const { atMs, seqNo } = firstProbeOfB(node);
+    const ack = encodeMessage({ kind: 'ackResp', seqNo, payload: new Uint8Array(0) });
+    const refutation = encodeMessage({ kind: 'alive', incarnation: 2, node: 'b', addr: ip(2), port: 8301, meta: Uint8Array.of(9), vsn: VSN });
+    const [compound] = encodeCompounds([ack, refutation]);
+    assert.ok(compound !== undefined, 'one compound');
+    node.onPacket(addr(2), encodePacket(compound, { isCompressionEnabled: false }), atMs + 5);
+    assert.equal(drain(node).streams.length, 0);
+    assert.equal(memberOf(node, 'b')?.state, NodeState.alive);
+    assert.equal(node.counters.suspectPulls ?? 0, 0);
+  });
+
+  it('a push/pull that fails or brings no refutation lets the overdue suspicion fire', () => {
+    for (const outcome of ['error', 'stale'] as const) {
+      const { node, rec } = suspectWithDeadlineAt5s();
+      const { atMs, seqNo } = firstProbeOfB(node);
+      node.onPacket(addr(2), packet({ kind: 'ackResp', seqNo, payload: new Uint8Array(0) }), atMs + 5);
+      const [pull] = drain(node).streams;
+      assert.ok(pull !== undefined, 'a push/pull');
+      runUntil(node, atMs + 5, 6000);
+      node.onStreamReply(pull.id, outcome === 'error' ? new Error('i/o timeout') : pushPullBytes([pushNode('b', 2, NodeState.alive, 1)]), 6000);
+      runUntil(node, 6000, 6000);
+      assert.equal(memberOf(node, 'b')?.state, NodeState.dead, outcome);
+      assert.ok(rec.events.includes('dead b'), outcome);
+    }
+  });
+
+  it('a crashed suspect answers nothing: declared dead at the deadline, as without rechecks', () => {
+    const { node, rec } = suspectWithDeadlineAt5s();
+    firstProbeOfB(node);
+    runUntil(node, 3000, 4999);
+    assert.equal(memberOf(node, 'b')?.state, NodeState.suspect);
+    runUntil(node, 4999, 5000);
+    assert.equal(memberOf(node, 'b')?.state, NodeState.dead);
+    assert.deepEqual(rec.events.filter((e) => e.endsWith(' b')), ['join b', 'dead b']);
+    assert.equal(node.counters.suspectPulls ?? 0, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Gossip packing
 
 describe('gossip and piggy-backing under the UDP budget', () => {
@@ -711,6 +814,8 @@ describe('push/pull', () => {
     node.onStreamReply(streams[1]?.id ?? -1, pushPullBytes([pushNode('c', 3, NodeState.alive)], true), 6);
     assert.equal(node.joinedCount(), 1);
     assert.equal(memberOf(node, 'c'), undefined);
+    assert.equal(node.joinRefusal(streams[1]!.to), 'refused by the test', "the merge delegate's text is kept for the join's error");
+    assert.equal(node.joinRefusal(streams[0]!.to), undefined);
     node.onStreamReply(12345, new Error('stale'), 7);
     assert.equal(node.counters.tcpReplyUnknown, 1);
   });

@@ -17,7 +17,7 @@
 // bound instead of asserting it (memberlist itself measured 9.2 s with these settings, above
 // the literal 8.79 s).
 //
-// SWIM_SIM_SEEDS=<n> runs more seeds (default 20, about 15 s on 2 cores); SWIM_SIM_SEED=<n>
+// SWIM_SIM_SEEDS=<n> sets the seed count (default 100, R10's T0 count, about 40 s); SWIM_SIM_SEED=<n>
 // replays one; SWIM_SIM_TRACE=1 prints the event trace of a replay.
 
 import assert from 'node:assert/strict';
@@ -45,6 +45,8 @@ interface SeedResult {
   readonly detectFromFirstProbeMs: number;
   readonly leaveSeenMs: number;
   readonly packetsPerMemberPerSecond: number;
+  /** Push/pulls members started because a suspect answered a probe (lib/swim.ts suspect rechecks). */
+  readonly suspectPulls: number;
 }
 
 /** One seeded run of the four phases; throws (AssertionError) on the first violated property. */
@@ -153,6 +155,7 @@ function runSeed(seed: number, trace?: (line: string) => void): SeedResult {
     detectFromFirstProbeMs: lastDeathMs - firstProbeMs,
     leaveSeenMs: Math.max(...lefts.values()) - leaveMs,
     packetsPerMemberPerSecond,
+    suspectPulls: sim.members.reduce((sum, m) => sum + (m.node?.counters.suspectPulls ?? 0), 0),
   };
 }
 
@@ -162,7 +165,7 @@ function quantile(values: readonly number[], q: number): number {
 }
 
 const replaySeed = process.env.SWIM_SIM_SEED;
-const seedCount = Number(process.env.SWIM_SIM_SEEDS ?? 20);
+const seedCount = Number(process.env.SWIM_SIM_SEEDS ?? 100);
 const seeds = replaySeed !== undefined ? [Number(replaySeed)] : Array.from({ length: seedCount }, (_, i) => i + 1);
 
 test(`R10: ${MEMBERS} members converge, detect a crash in time, no false deaths under 10% loss and a 2 s pause, leaves seen (${seeds.length} seeds)`, (t) => {
@@ -188,5 +191,6 @@ test(`R10: ${MEMBERS} members converge, detect a crash in time, no false deaths 
   t.diagnostic(`crash -> dead everywhere ms: ${column((r) => r.detectFromCrashMs)}; within R10 literal ${literalBoundMs} ms in ${results.filter((r) => r.detectFromCrashMs <= literalBoundMs).length}/${results.length} seeds`);
   t.diagnostic(`leave -> left everywhere ms: ${column((r) => r.leaveSeenMs)}`);
   t.diagnostic(`UDP packets per member per second (10% loss phase): ${column((r) => r.packetsPerMemberPerSecond)}`);
+  t.diagnostic(`push/pulls asking an answering suspect, per run: ${column((r) => r.suspectPulls)}`);
   assert.deepEqual(failures, [], `${failures.length} of ${seeds.length} seeds failed`);
 });
