@@ -292,6 +292,9 @@ interface ConfigSource {
   altDomain?: string;
   dataDir?: string;
   nodeName?: string;
+  /** `segment` / `segments` (Enterprise network segments): only kept to be refused, as Consul CE does. */
+  segment?: string;
+  segmentCount?: number;
   nodeId?: string;
   nodeMeta?: Record<string, string>;
   bindAddr?: string;
@@ -484,7 +487,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'primary-gateway': { kind: 'list', help: 'Address of a mesh gateway in the primary datacenter.', isIgnored: true },
   'protocol': { kind: 'int', help: 'Sets the protocol version. Defaults to latest.', isIgnored: true },
   'raft-protocol': { kind: 'int', target: 'raftProtocol', help: 'Sets the Raft protocol version. Defaults to latest.' },
-  'segment': { kind: 'string', help: 'Enterprise-only network segment.', isIgnored: true },
+  'segment': { kind: 'string', target: 'segment', help: 'Enterprise-only network segment (refused, as Consul CE does).' },
   'serf-lan-allowed-cidrs': { kind: 'list', help: 'Networks allowed for Serf LAN.', isIgnored: true },
   'serf-wan-allowed-cidrs': { kind: 'list', help: 'Networks allowed for Serf WAN.', isIgnored: true },
   'syslog': { kind: 'bool', help: 'Enables logging to syslog.', isIgnored: true },
@@ -685,6 +688,14 @@ function readConfigFile(file: string, isJsonForced: boolean, host: ConfigHost, p
   return source;
 }
 
+/** How many entries a list-valued key has (0 for anything else). */
+function countOf(value: unknown): number {
+  return Array.isArray(value) ? value.length : 0;
+}
+
+/** structs.ErrSegmentsNotSupported. */
+const SEGMENTS_UNSUPPORTED = 'Network segments are not supported in this version of Consul';
+
 /** Consul config keys that consul-ts accepts without acting on them yet. */
 const IGNORED_KEYS: readonly string[] = [
   'addresses', 'advertise_addr_ipv4', 'advertise_addr_ipv6', 'advertise_addr_wan_ipv4', 'advertise_addr_wan_ipv6',
@@ -694,7 +705,7 @@ const IGNORED_KEYS: readonly string[] = [
   'enable_agent_tls_for_checks', 'enable_central_service_config', 'enable_debug', 'enable_syslog', 'experiments',
   'http_config', 'license_path', 'locality', 'log_file', 'log_rotate_bytes', 'log_rotate_duration',
   'log_rotate_max_files', 'peering', 'pid_file', 'primary_gateways', 'primary_gateways_interval', 'protocol',
-  'raft_logstore', 'read_replica', 'reporting', 'rpc', 'segment', 'segments', 'serf_lan_allowed_cidrs',
+  'raft_logstore', 'read_replica', 'reporting', 'rpc', 'serf_lan_allowed_cidrs',
   'serf_wan_allowed_cidrs', 'server_name', 'server_rejoin_age_max', 'syslog_facility', 'tls',
   'unix_sockets', 'use_streaming_backend', 'watches', 'xds', 'ui_dir', 'verify_incoming', 'verify_outgoing',
   'verify_server_hostname', 'ca_file', 'cert_file', 'key_file',
@@ -712,6 +723,8 @@ function readConfigObject(r: ObjectReader, warnings: string[]): ConfigSource {
     altDomain: r.string('alt_domain'),
     dataDir: r.string('data_dir'),
     nodeName: r.string('node_name'),
+    segment: r.string('segment'),
+    segmentCount: countOf(r.raw('segments')),
     nodeId: r.string('node_id'),
     nodeMeta: r.stringMap('node_meta'),
     bindAddr: r.string('bind_addr'),
@@ -1003,6 +1016,8 @@ function buildRuntimeConfig(s: ConfigSource, context: BuildContext, host: Config
     configFiles: context.configFiles,
   };
   validateDistinctAddresses(config, problems);
+  // Consul CE's validateSegments: segments are an Enterprise feature.
+  if ((s.segment ?? '') !== '' || (s.segmentCount ?? 0) > 0) problems.push(SEGMENTS_UNSUPPORTED);
   return config;
 }
 

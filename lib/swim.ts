@@ -23,14 +23,18 @@
 // - Dead nodes leave the list at a probe wrap once GossipToTheDeadTime has passed; Left nodes
 //   stay (0.2.2: only ≥0.3.1 purges them). Reaping members is serf's job.
 //
-// One addition to memberlist, local and wire-compatible (docs/gossip.md, "Suspect rechecks"):
-// a member that missed every copy of a suspect's refutation would declare a live node dead
+// Two additions to memberlist, local and wire-compatible (docs/gossip.md, "Two additions").
+// Suspect rechecks: a member that missed every copy of a suspect's refutation would declare a live node dead
 // (gossip gives each message about retransmitLimit sends per holder, and under loss one member
-// in a few hundred misses them all). So a suspicion due within RECHECK_LEAD_INTERVALS probe
-// intervals gets one probe of its own ahead of the round-robin (same probe rate), and a suspect
-// that answers any probe is asked for its state by a push/pull, whose merge brings its refuting
-// alive; the deadline waits for that exchange. A crashed suspect answers nothing, so detection
-// time is unchanged.
+// in a few hundred misses them all). So a suspicion that could expire within RECHECK_LEAD_INTERVALS
+// probe intervals gets one probe of our own ahead of the round-robin (same probe rate), and a
+// suspect that answers any probe is asked for its state by a push/pull, whose merge brings its
+// refuting alive; the deadline waits for that exchange. A crashed suspect answers nothing: the
+// failed probe is one more confirmation, so a suspicion whose confirmations are slow to come
+// (the round-robins reach the dead member late) still ends near the minimum timeout.
+// Join catch-up: in a burst of joins some member misses some other's alive; a member whose join
+// succeeded makes one more push/pull with a random member once no new member has appeared for
+// JOIN_CATCH_UP_QUIET_ROUNDS gossip intervals, instead of leaving it to the periodic one.
 //
 // Not here: sockets, timers, DNS resolution of join addresses (the shell passes addresses),
 // CIDR filters (IPAllowed), labels other than passing config.label to gossipwire, the
@@ -185,6 +189,8 @@ export const SWIM_OUTBOX_MAX = 65536;
 /** Join refusals remembered for the join's caller (one per address joined through). */
 export const SWIM_JOIN_REFUSALS_KEPT = 64;
 const U32_MAX = 0xffffffff;
+/** After a join, the catch-up push/pull waits until no new member has appeared for this many gossip intervals. */
+const JOIN_CATCH_UP_QUIET_ROUNDS = 10;
 /** A suspicion this many probe intervals from its deadline is probed ahead of the round-robin. */
 const RECHECK_LEAD_INTERVALS = 2;
 
@@ -329,6 +335,10 @@ export class SwimNode {
   private hasLeft = false;
   private isLeaveDone = false;
   private joins = 0;
+  /** Set by a successful join: one push/pull once our view has been quiet for a while (join catch-up). */
+  private isCatchUpPending = false;
+  /** When we last learned of a member (new, or back from dead/left). */
+  private lastNewMemberMs = -Infinity;
   private readonly encryptionVersion: EncryptionVersion;
 
   /**
@@ -372,6 +382,11 @@ export class SwimNode {
       this.nextGossipMs = nextTickAfterMs(this.gossipBaseMs, this.config.gossipIntervalMs, nowMs);
       this.gossip(nowMs);
     }
+    if (!this.hasLeft && nowMs >= this.catchUpDueMs()) {
+      this.isCatchUpPending = false;
+      this.bump('joinCatchUps');
+      this.pushPullRandom(nowMs);
+    }
     if (!this.hasLeft && nowMs >= this.nextPushPullMs) {
       this.nextPushPullMs = nowMs + pushPullScale(this.config.pushPullIntervalMs, this.nodes.length);
       if (this.isPushPullStaggered) this.pushPullRandom(nowMs);
@@ -382,7 +397,7 @@ export class SwimNode {
 
   /** The earliest nowMs at which tick() has work (may be ≤ now: call tick at once). */
   nextDeadlineMs(): number {
-    let deadline = Math.min(this.nextGossipMs, this.hasLeft ? Infinity : this.nextPushPullMs);
+    let deadline = Math.min(this.nextGossipMs, this.hasLeft ? Infinity : Math.min(this.nextPushPullMs, this.catchUpDueMs()));
     if (this.probe !== null) deadline = Math.min(deadline, this.probe.isIndirect ? this.probe.deadlineMs : this.probe.probeTimeoutAtMs);
     else if (!this.hasLeft) deadline = Math.min(deadline, this.nextProbeMs);
     for (const suspicion of this.suspicions.values()) if (!suspicion.isAwaitingPull) deadline = Math.min(deadline, suspicion.deadlineMs);
@@ -559,15 +574,21 @@ export class SwimNode {
     this.nextProbeMs = nextTickAfterMs(this.probeBaseMs, this.config.probeIntervalMs, nowMs);
   }
 
-  /** The suspect with the earliest deadline within RECHECK_LEAD_INTERVALS that we have not re-probed yet; marks it. */
+  /**
+   * The suspect whose earliest possible deadline (the current one, or the minimum timeout should
+   * confirmations still come) is nearest and within RECHECK_LEAD_INTERVALS, unless we re-probed it
+   * already; marks it. Using the earliest possible deadline means that when confirmations are
+   * slow our own failed probe supplies one in time.
+   */
   private suspectDueForRecheck(nowMs: number): NodeRecord | null {
     const leadMs = RECHECK_LEAD_INTERVALS * this.config.probeIntervalMs;
-    let due: { node: NodeRecord; suspicion: Suspicion } | null = null;
+    let due: { node: NodeRecord; suspicion: Suspicion; atMs: number } | null = null;
     for (const [name, suspicion] of this.suspicions) {
-      if (suspicion.isRechecked || suspicion.deadlineMs - nowMs > leadMs) continue;
+      const atMs = Math.min(suspicion.deadlineMs, suspicion.startMs + suspicion.minMs);
+      if (suspicion.isRechecked || atMs - nowMs > leadMs) continue;
       const node = this.nodeMap.get(name);
       if (node === undefined || node.state !== NodeState.suspect || node.stateChangeMs !== suspicion.stateChangeMs) continue;
-      if (due === null || suspicion.deadlineMs < due.suspicion.deadlineMs) due = { node, suspicion };
+      if (due === null || atMs < due.atMs) due = { node, suspicion, atMs };
     }
     if (due === null) return null;
     due.suspicion.isRechecked = true;
@@ -805,7 +826,10 @@ export class SwimNode {
         state.stateChangeMs = nowMs;
       }
     }
-    if (oldState === NodeState.dead || oldState === NodeState.left) this.delegate.notifyJoin(toMember(state), nowMs);
+    if (oldState === NodeState.dead || oldState === NodeState.left) {
+      if (!isLocal) this.lastNewMemberMs = nowMs;
+      this.delegate.notifyJoin(toMember(state), nowMs);
+    }
     else if (!bytesEqual(oldMeta, state.meta)) this.delegate.notifyUpdate(toMember(state), nowMs);
   }
 
@@ -901,6 +925,12 @@ export class SwimNode {
     if (peer !== undefined) this.startPushPull(peer.address, false, nowMs);
   }
 
+  /** When the join catch-up push/pull is due: JOIN_CATCH_UP_QUIET_ROUNDS gossip intervals after the last new member. */
+  private catchUpDueMs(): number {
+    if (!this.isCatchUpPending) return Infinity;
+    return Math.max(this.lastNewMemberMs, 0) + JOIN_CATCH_UP_QUIET_ROUNDS * this.config.gossipIntervalMs;
+  }
+
   /** Starts a push/pull exchange; false when too many streams are pending. `recheckOf`: the suspect it asks. */
   private startPushPull(to: SwimAddress, isJoin: boolean, nowMs: number, recheckOf?: string): boolean {
     if (this.streams.size >= SWIM_STREAMS_PENDING_MAX) {
@@ -937,7 +967,9 @@ export class SwimNode {
       if (isJoin) this.noteJoinRefusal(to, refusal);
       return this.bump('pushPullFailed');
     }
-    if (isJoin) this.joins++;
+    if (!isJoin) return;
+    this.joins++;
+    this.isCatchUpPending = true;
   }
 
   private handleStream(from: SwimAddress, message: StreamMessage, nowMs: number): { readonly reply?: Uint8Array } | Error {

@@ -163,6 +163,14 @@ describe('flags', () => {
     assert.ok(loaded.warnings.includes("The 'start_join' field is deprecated. Use the 'retry_join' field instead."));
   });
 
+  test('network segments are refused as Consul CE refuses them (flag or file); an empty segment is the default', () => {
+    const refusal = 'Network segments are not supported in this version of Consul';
+    assert.deepEqual(problemsOf([...BASE, '-segment=alpha']), [refusal]);
+    assert.deepEqual(problemsOf([...BASE, '-config-file', writeConfig({ segments: [{ name: 'alpha', bind: '127.0.0.1', port: 8303 }] })]), [refusal]);
+    assert.deepEqual(problemsOf([...BASE, '-config-file', writeConfig({ segment: 'beta' })]), [refusal]);
+    assert.equal(load([...BASE, '-config-file', writeConfig({ segment: '', segments: [] })]).warnings.length, 0);
+  });
+
   test('-bootstrap-expect=1 is bootstrap mode, with Consul\'s warning', () => {
     const loaded = load([...BASE, '-server', '-bootstrap-expect=1']);
     assert.equal(loaded.config.bootstrap, true);

@@ -692,6 +692,22 @@ describe('suspect rechecks', () => {
     }
   });
 
+  it('with no confirmations yet, the recheck comes two intervals before the minimum timeout; our failed probe confirms', () => {
+    const { node, rec } = makeNode('a', 1, { config: { disableTcpPings: true } });
+    for (const [name, last] of [['b', 2], ['c', 3], ['d', 4], ['e', 5]] as const) node.onPacket(addr(last), alivePacket(name, last, 1), 0);
+    // Only c accuses b: deadline at the maximum, 1 s + 24 s.
+    node.onPacket(addr(3), packet({ kind: 'suspect', incarnation: 1, node: 'b', from: 'c' }), 1000);
+    drain(node);
+    const { atMs } = firstProbeOfB(node);
+    assert.ok(atMs >= 3000 && atMs < 4000, `rechecked at ${atMs} (minimum deadline 5 s)`);
+    // Unanswered: our own failed probe is the first confirmation, so 1 s + 11.381 s instead of 25 s.
+    const deadAt = 1000 + remainingSuspicionTimeMs(1, 2, 0, 4000, 24_000);
+    runUntil(node, atMs, deadAt - 1);
+    assert.equal(memberOf(node, 'b')?.state, NodeState.suspect);
+    runUntil(node, deadAt - 1, deadAt);
+    assert.ok(rec.events.includes('dead b'));
+  });
+
   it('a crashed suspect answers nothing: declared dead at the deadline, as without rechecks', () => {
     const { node, rec } = suspectWithDeadlineAt5s();
     firstProbeOfB(node);
@@ -818,6 +834,39 @@ describe('push/pull', () => {
     assert.equal(node.joinRefusal(streams[0]!.to), undefined);
     node.onStreamReply(12345, new Error('stale'), 7);
     assert.equal(node.counters.tcpReplyUnknown, 1);
+  });
+
+  it('join catch-up: one push/pull with a random member once no new member has appeared for 10 gossip intervals', () => {
+    const { node } = makeNode('a', 1, { config: { pushPullIntervalMs: 600_000 } });
+    node.join([addr(2)], 0);
+    const [joinStream] = drain(node).streams;
+    assert.ok(joinStream !== undefined, 'the join push/pull');
+    node.onStreamReply(joinStream.id, pushPullBytes([pushNode('b', 2, NodeState.alive), pushNode('c', 3, NodeState.alive)], true), 100);
+    // Another member appears at 1.5 s: the quiet period restarts from it.
+    node.onPacket(addr(4), alivePacket('d', 4, 1), 1500);
+    const pushPulls = (d: ReturnType<typeof drain>): Array<Extract<SwimEffect, { kind: 'stream' }>> => d.streams.filter((stream) => stream.purpose === 'pushPull');
+    const acking = (fromMs: number, untilMs: number): ReturnType<typeof drain> => {
+      const all: ReturnType<typeof drain> = { packets: [], streams: [] };
+      let now = fromMs;
+      while (Math.max(now, node.nextDeadlineMs()) <= untilMs) {
+        now = Math.max(now, node.nextDeadlineMs());
+        node.tick(now);
+        const d = drain(node);
+        all.packets.push(...d.packets);
+        all.streams.push(...d.streams);
+        for (const m of allMessages(d)) if (m.kind === 'ping') node.onPacket(addr(2), packet({ kind: 'ackResp', seqNo: m.seqNo, payload: new Uint8Array(0) }), now);
+      }
+      return all;
+    };
+    assert.deepEqual(pushPulls(acking(1500, 3499)), [], 'not before 1.5 s + 2 s');
+    const [catchUp] = pushPulls(acking(3499, 3500));
+    assert.ok(catchUp !== undefined, 'the catch-up push/pull at 3.5 s');
+    const frame = decodeStream(catchUp.bytes);
+    assert.ok(frame.kind === 'message' && frame.message.kind === 'pushPull' && !frame.message.join, 'a periodic (non-join) exchange');
+    assert.ok([2, 3, 4].includes(catchUp.to.addr[3] ?? 0), 'with a member');
+    node.onPacket(addr(5), alivePacket('e', 5, 1), 4000);
+    assert.deepEqual(pushPulls(acking(4000, 60_000)), [], 'once per join');
+    assert.equal(node.counters.joinCatchUps, 1);
   });
 
   it('a remote errResp fails the push/pull; a TCP ping gets an ack without payload; a ping for another node gets nothing', () => {
