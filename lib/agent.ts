@@ -30,7 +30,7 @@ import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { LeaderRegistration, selfRegistration } from './leader.js';
+import { LeaderReconciler, selfRegistration } from './leader.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
 import { decodeJsonBody } from './endpoints.js';
@@ -96,7 +96,7 @@ export class Agent {
   private readonly stopRuntimeStats: () => void;
   /** The leader's duties: session TTL timers and its own catalog registration (servers only). */
   private sessionTimers: SessionTimers | undefined;
-  private leaderRegistration: LeaderRegistration | undefined;
+  private leaderReconciler: LeaderReconciler | undefined;
   private endpointDeps: EndpointDeps | undefined;
   /** Resolves when the agent asks to be stopped (after PUT /v1/agent/leave), for bin/agent.ts. */
   readonly whenShutdownRequested = new Promise<void>((resolve) => (this.requestShutdown = resolve));
@@ -203,7 +203,7 @@ export class Agent {
     this.localAgent?.stop();
     await this.membership?.close();
     this.sessionTimers?.stop();
-    this.leaderRegistration?.stop();
+    this.leaderReconciler?.stop();
     this.stopRuntimeStats();
     await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
     await Promise.all(this.dnsListeners.splice(0).map((listener) => listener.close()));
@@ -273,17 +273,20 @@ export class Agent {
     this.endpointDeps = deps;
     const timers = new SessionTimers();
     this.sessionTimers = timers;
-    const registration = new LeaderRegistration({
+    const registration = new LeaderReconciler({
       isLeader: () => raft.isLeader,
+      datacenter: config.datacenter,
+      selfName: config.nodeName,
+      members: () => this.membership?.members('lan'),
       read: (query) => this.state.read(query),
       apply: (command) => raft.apply(encodeCommand(command)),
-      desired: () => selfRegistration({ datacenter: config.datacenter, nodeId: this.nodeId, member: this.member(), taggedAddresses: nodeTaggedAddresses(config), nodeMeta: nodeMeta(config) }),
+      desiredSelf: () => selfRegistration({ datacenter: config.datacenter, nodeId: this.nodeId, member: this.member(), taggedAddresses: nodeTaggedAddresses(config), nodeMeta: nodeMeta(config) }),
       timers: { setTimeout: (callback, delayMs) => setTimeout(callback, delayMs).unref(), clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>) },
       nowMs: Date.now,
       logger: this.logger.named('leader'),
       metrics: this.metrics,
     });
-    this.leaderRegistration = registration;
+    this.leaderReconciler = registration;
     registration.start();
     raft.onLeadershipChange((isLeader) => {
       if (!isLeader) {
@@ -331,7 +334,12 @@ export class Agent {
       tags: memberTags(this.config, this.nodeId),
       logger: this.logger,
       onUserEvent: (event) => this.onUserEvent(event.name, event.payload, Number(event.lTime)),
+      onMemberEvent: (pool, event) => {
+        if (pool === 'lan') for (const member of event.members) this.leaderReconciler?.memberChanged(member.name);
+      },
     });
+    // The pool is known from now on: reconcile all of it (and reap what it no longer has).
+    this.leaderReconciler?.poolChanged();
     this.logger.info('Started gossip', { lan: `${this.config.serfBindAddrLan}:${this.membership.lan.transport.port}`, ...(this.membership.wan ? { wan: `${this.config.serfBindAddrWan}:${this.membership.wan.transport.port}` } : {}) });
   }
 

@@ -1,26 +1,33 @@
-// The leader's registration of its own server in the catalog.
+// The leader's reconciliation of the LAN gossip pool into the catalog (Consul leader.go
+// reconcile, reconcileMember, reconcileReaped).
 //
-// In Consul every server's gossip member is reconciled by the leader (leader.go reconcile ->
-// handleAliveMember): the node is registered with the `serfHealth` check passing ("Serf Health
-// Status", "Agent alive and reachable") and, for servers, the `consul` service whose Meta carries
-// the Raft and Serf protocol versions. The node's tagged addresses and meta come from the server's
-// own agent (anti-entropy); until that exists, this module writes them too, from the same
-// configuration the agent would use, so the catalog shows what Consul's does.
+// Every member of our datacenter (clients with role `node`, servers with role `consul`) gets a
+// catalog node with the `serfHealth` check: alive members are registered with it passing ("Agent
+// alive and reachable") and, for servers, the `consul` service whose Meta carries the Raft and
+// Serf protocol versions; failed members already in the catalog get it critical ("Agent not live
+// or unreachable"); members that left, and catalog nodes carrying `serfHealth` whom the pool no
+// longer knows (reaped, or gone while we were not leader), are deregistered. Registrations of
+// other members use SkipNodeUpdate, as Consul's do: the node's own agent owns its address, tagged
+// addresses and meta. This server's own registration writes those too (from the same
+// configuration its agent uses), so the catalog shows what Consul's does from the first moment.
 //
-// LeaderRegistration reads the catalog first and proposes one register command only when
-// something differs, so a reconcile that finds everything in place writes nothing to Raft and
-// moves no index. It runs when this server becomes leader (leadershipChanged), then every
-// reconcile interval (Consul's reconcile_interval, 60 s), and after a failure retries with
-// exponential back-off. Only the leader writes; a follower's timer does nothing.
+// LeaderReconciler compares before it writes, so a reconcile that finds everything in place
+// proposes nothing and moves no index. A full reconcile runs when this server becomes leader,
+// then every reconcile interval (Consul's reconcile_interval, 60 s); a member event reconciles
+// that member at once (Consul's reconcileCh). A failed write is retried with exponential
+// back-off. Only the leader writes.
 //
-// Not here: reconciling other members (needs gossip), failed/left/reaped members, autopilot.
+// Not here: adding and removing Raft peers for servers that join or leave (issue 9, autopilot);
+// the leader does not deregister itself (a successor does, as in Consul).
 //
 // Invariants: at most one reconcile runs at a time; every timer callback carries the epoch it
 // was scheduled in and does nothing once the epoch moved on (stop, leadership change).
 //
-// Reference: Consul agent/consul/leader.go (reconcile, reconcileMember, handleAliveMember),
+// Reference: Consul agent/consul/leader.go (reconcile, reconcileReaped, reconcileMember,
+// shouldHandleMember, handleAliveMember, handleFailedMember, handleDeregisterMember),
 // agent/metadata/server.go (IsConsulServer), agent/structs/structs.go (SerfCheckID,
-// SerfCheckName, SerfCheckAliveOutput, ConsulServiceID, ConsulServiceName); spec §3.2, §5.3.
+// SerfCheckName, SerfCheckAliveOutput, SerfCheckFailedOutput, ConsulServiceID,
+// ConsulServiceName); spec §3.2, §5.3.
 
 import { isDeepStrictEqual } from 'node:util';
 import * as catalog from './catalog.js';
@@ -62,14 +69,25 @@ export interface SelfRegistrationInput {
   readonly nodeMeta: Readonly<Record<string, string>>;
 }
 
-export interface LeaderRegistrationDeps {
+/** A LAN member as the reconcile sees it (/v1/agent/members' shape fits). */
+export interface GossipMember extends ServerMember {
+  /** serf.MemberStatus: 1 alive, 2 leaving, 3 left, 4 failed. */
+  readonly Status: number;
+}
+
+export interface LeaderReconcilerDeps {
   readonly isLeader: () => boolean;
+  readonly datacenter: string;
+  /** This server's node name: its registration comes from `desiredSelf`, and it never deregisters itself. */
+  readonly selfName: string;
+  /** The LAN pool's members now, this server included; undefined until gossip runs (then only this server is reconciled, and nothing is reaped). */
+  readonly members: () => readonly GossipMember[] | undefined;
   /** Runs a read on the server's state store (StateStore.read fits). */
   readonly read: <T>(query: (txn: ReadTxn) => { index: number; value: T }) => { index: number; value: T };
   /** Proposes a command through Raft (Agent.applyCommand fits); rejects when not leader. */
   readonly apply: (command: Command) => Promise<ApplyResult>;
   /** The registration this server should have, recomputed at every run. */
-  readonly desired: () => RegisterRequest;
+  readonly desiredSelf: () => RegisterRequest;
   readonly timers: Timers;
   readonly nowMs: () => number;
   readonly logger: Logger;
@@ -79,7 +97,7 @@ export interface LeaderRegistrationDeps {
   readonly retryMaxMs?: number;
 }
 
-/** What one reconcile did. */
+/** What one reconcile did (`failed` if any write failed, else `written` if any was made). */
 export type ReconcileOutcome = 'not-leader' | 'in-sync' | 'written' | 'failed';
 
 // ---------------------------------------------------------------------------------------------
@@ -90,10 +108,17 @@ export const RECONCILE_INTERVAL_MS = 60_000;
 /** First retry after a failed write, doubled per failure up to RECONCILE_RETRY_MAX_MS. */
 export const RECONCILE_RETRY_BASE_MS = 1_000;
 export const RECONCILE_RETRY_MAX_MS = 30_000;
+/** Member events remembered between runs; past this a full reconcile is run instead. */
+export const RECONCILE_CHANGED_MAX = 4096;
 
 /** structs.SerfCheckID / SerfCheckName / SerfCheckAliveOutput. */
 export const SERF_CHECK_NAME = 'Serf Health Status';
 export const SERF_CHECK_ALIVE_OUTPUT = 'Agent alive and reachable';
+export const SERF_CHECK_FAILED_OUTPUT = 'Agent not live or unreachable';
+/** serf.MemberStatus values the reconcile acts on. */
+export const MEMBER_ALIVE = 1;
+export const MEMBER_LEFT = 3;
+export const MEMBER_FAILED = 4;
 /** structs.ConsulServiceID / ConsulServiceName. */
 export const CONSUL_SERVICE_ID = 'consul';
 export const CONSUL_SERVICE_NAME = 'consul';
@@ -164,8 +189,68 @@ export function isRegistrationInSync(txn: ReadTxn, desired: RegisterRequest): bo
   return true;
 }
 
-/** Keeps this server's own registration in the catalog while it is the leader. */
-export class LeaderRegistration {
+/**
+ * Consul's shouldHandleMember: clients (role `node`) and servers (role `consul`, default
+ * segment) of our datacenter. Other pool members (plain serf agents, other datacenters) are left
+ * out of the catalog.
+ */
+export function isMemberOfDatacenter(member: ServerMember, datacenter: string): boolean {
+  const tags = member.Tags;
+  if (tags['dc'] !== datacenter) return false;
+  if (tags['role'] === 'node') return true;
+  return consulService(member) !== undefined && (tags['segment'] ?? '') === '';
+}
+
+/**
+ * The command that brings one member's catalog entry in line (reconcileMember), or null when it
+ * is in line or the member is none of the catalog's business. `self` is this server's desired
+ * registration when `member` is this server.
+ */
+export function memberCommand(txn: ReadTxn, member: GossipMember, input: { readonly datacenter: string; readonly selfName: string; readonly desiredSelf: () => RegisterRequest }): Command | null {
+  if (!isMemberOfDatacenter(member, input.datacenter)) return null;
+  const isSelf = member.Name === input.selfName;
+  switch (member.Status) {
+    case MEMBER_ALIVE: {
+      if (isSelf) {
+        const desired = input.desiredSelf();
+        return isRegistrationInSync(txn, desired) ? null : { type: 'register', request: desired };
+      }
+      return isAliveInSync(txn, member) ? null : { type: 'register', request: memberRegistration(member, input.datacenter, 'passing') };
+    }
+    case MEMBER_FAILED: {
+      const node = catalog.getNode(txn, member.Name).value;
+      // handleFailedMember: a member the catalog never had stays out of it.
+      if (!node) return null;
+      const check = catalog.nodeCheck(txn, member.Name, SERF_CHECK_ID).value;
+      if (node.Address === member.Addr && check?.Status === 'critical') return null;
+      return { type: 'register', request: memberRegistration(member, input.datacenter, 'critical') };
+    }
+    case MEMBER_LEFT:
+      return deregistration(txn, member.Name, input);
+    default:
+      return null;
+  }
+}
+
+/**
+ * reconcileReaped: catalog nodes carrying `serfHealth` that the pool no longer knows (reaped, or
+ * gone while we were not the leader) are deregistered; never this server.
+ */
+export function reapedCommands(txn: ReadTxn, knownNames: ReadonlySet<string>, input: { readonly datacenter: string; readonly selfName: string }): Command[] {
+  const names = new Set<string>();
+  for (const check of catalog.checksInState(txn, 'any').value) {
+    if (check.CheckID === SERF_CHECK_ID && !knownNames.has(check.Node)) names.add(check.Node);
+  }
+  const commands: Command[] = [];
+  for (const name of [...names].sort()) {
+    const command = deregistration(txn, name, input);
+    if (command) commands.push(command);
+  }
+  return commands;
+}
+
+/** Keeps the catalog in line with the LAN pool while this server is the leader. */
+export class LeaderReconciler {
   private readonly reconcileIntervalMs: number;
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
@@ -174,19 +259,22 @@ export class LeaderRegistration {
   private timer: unknown;
   private failures = 0;
   private isRunning = false;
-  private isRerunWanted = false;
+  /** A full reconcile is wanted after the run in flight (or next). */
+  private isFullRunWanted = false;
+  /** Members whose events arrived since the last run; reconciled alone when no full run is due. */
+  private readonly changedMembers = new Set<string>();
   private isStopped = false;
 
-  constructor(private readonly deps: LeaderRegistrationDeps) {
+  constructor(private readonly deps: LeaderReconcilerDeps) {
     this.reconcileIntervalMs = deps.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS;
     this.retryBaseMs = deps.retryBaseMs ?? RECONCILE_RETRY_BASE_MS;
     this.retryMaxMs = deps.retryMaxMs ?? RECONCILE_RETRY_MAX_MS;
   }
 
-  /** Starts the reconcile loop: a run now, then one per reconcile interval. */
+  /** Starts the reconcile loop: a full run now, then one per reconcile interval. */
   start(): void {
     this.isStopped = false;
-    this.kick();
+    this.kick(true);
   }
 
   /**
@@ -196,8 +284,22 @@ export class LeaderRegistration {
   leadershipChanged(isLeader: boolean): void {
     if (this.isStopped) return;
     this.failures = 0;
-    if (isLeader) this.kick();
+    if (isLeader) this.kick(true);
     else this.schedule(this.reconcileIntervalMs);
+  }
+
+  /** The pool as a whole changed (gossip started): a full reconcile now if leader. */
+  poolChanged(): void {
+    if (this.isStopped || !this.deps.isLeader()) return;
+    this.kick(true);
+  }
+
+  /** A gossip event about `name` (join, update, failed, left, reaped): reconcile it now if leader. */
+  memberChanged(name: string): void {
+    if (this.isStopped || !this.deps.isLeader()) return;
+    if (this.changedMembers.size < RECONCILE_CHANGED_MAX) this.changedMembers.add(name);
+    else this.isFullRunWanted = true;
+    this.kick(false);
   }
 
   /** Stops every timer; a run in flight finishes but schedules nothing. Safe to call twice. */
@@ -209,57 +311,108 @@ export class LeaderRegistration {
   }
 
   /**
-   * One reconcile: compares the catalog with the desired registration and proposes a register
-   * command if they differ. Never throws; failures are logged and reported as 'failed'.
+   * One full reconcile: every member of the pool, then the reaped. Never throws; failures are
+   * logged and reported as 'failed' (the other members are still reconciled).
    */
-  async reconcileOnce(): Promise<ReconcileOutcome> {
+  reconcileOnce(): Promise<ReconcileOutcome> {
+    return this.reconcile(null);
+  }
+
+  /** Reconciles `only` those members (null: all, and the reaped). */
+  private async reconcile(only: ReadonlySet<string> | null): Promise<ReconcileOutcome> {
     if (!this.deps.isLeader()) return 'not-leader';
-    const startMs = this.deps.nowMs();
+    const { datacenter, selfName, desiredSelf } = this.deps;
+    const input = { datacenter, selfName, desiredSelf };
+    let commands: Command[];
     try {
-      const desired = this.deps.desired();
-      if (this.deps.read((txn) => ({ index: 0, value: isRegistrationInSync(txn, desired) })).value) return 'in-sync';
-      this.deps.logger.info('member joined, marking health alive', { member: desired.Node });
-      const result = await this.deps.apply({ type: 'register', request: desired });
-      if (!result.ok) {
-        this.deps.logger.error('failed to reconcile member', { member: desired.Node, error: result.error.message });
-        return 'failed';
-      }
-      return 'written';
+      const members = this.deps.members();
+      const byName = new Map((members ?? []).map((member) => [member.Name, member]));
+      commands = this.deps.read((txn) => {
+        if (members === undefined) {
+          const desired = desiredSelf();
+          return { index: 0, value: isRegistrationInSync(txn, desired) ? [] : [{ type: 'register', request: desired } as const] };
+        }
+        const planned: Command[] = [];
+        for (const member of members) {
+          if (only !== null && !only.has(member.Name)) continue;
+          const command = memberCommand(txn, member, input);
+          if (command) planned.push(command);
+        }
+        if (only === null) planned.push(...reapedCommands(txn, new Set(byName.keys()), input));
+        else for (const name of only) if (!byName.has(name)) {
+          // An event for a member the pool no longer has: it was reaped (handleReapMember).
+          const command = deregistration(txn, name, input);
+          if (command) planned.push(command);
+        }
+        return { index: 0, value: planned };
+      }).value;
     } catch (error) {
-      this.deps.logger.error('failed to reconcile member', { error: error instanceof Error ? error.message : String(error) });
+      this.deps.logger.error('failed to reconcile', { error: error instanceof Error ? error.message : String(error) });
       return 'failed';
+    }
+    if (commands.length === 0) return 'in-sync';
+    let outcome: ReconcileOutcome = 'written';
+    for (const command of commands) if (!(await this.write(command))) outcome = 'failed';
+    return outcome;
+  }
+
+  /** Proposes one reconcile command; false (logged) when it failed. */
+  private async write(command: Command): Promise<boolean> {
+    const startMs = this.deps.nowMs();
+    const member = command.type === 'register' || command.type === 'deregister' ? command.request.Node : '';
+    try {
+      if (command.type === 'deregister') this.deps.logger.info('deregistering member', { member, reason: 'left' });
+      else if (command.type === 'register' && command.request.Check?.Status === 'critical') this.deps.logger.info('member failed, marking health critical', { member });
+      else this.deps.logger.info('member joined, marking health alive', { member });
+      const result = await this.deps.apply(command);
+      if (result.ok) return true;
+      this.deps.logger.error('failed to reconcile member', { member, error: result.error.message });
+      return false;
+    } catch (error) {
+      this.deps.logger.error('failed to reconcile member', { member, error: error instanceof Error ? error.message : String(error) });
+      return false;
     } finally {
       this.deps.metrics?.measureSince(['leader', 'reconcileMember'], startMs);
     }
   }
 
-  /** Runs now, unless a run is in flight, in which case one more run follows it. */
-  private kick(): void {
-    this.epoch += 1;
-    if (this.timer !== undefined) this.deps.timers.clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.isRunning) {
-      this.isRerunWanted = true;
-      return;
+  /**
+   * Runs now, unless a run is in flight, which then goes on with this work. A full run replaces
+   * the pending timer (the interval restarts after it); a member's run leaves it be.
+   */
+  private kick(isFull: boolean): void {
+    if (isFull) {
+      this.isFullRunWanted = true;
+      this.epoch += 1;
+      if (this.timer !== undefined) this.deps.timers.clearTimeout(this.timer);
+      this.timer = undefined;
     }
-    void this.run();
+    if (!this.isRunning) void this.run();
   }
 
   private async run(): Promise<void> {
     this.isRunning = true;
-    let outcome: ReconcileOutcome;
-    do {
-      this.isRerunWanted = false;
-      outcome = await this.reconcileOnce();
-    } while (this.isRerunWanted && !this.isStopped);
+    let lastFullOutcome: ReconcileOutcome | null = null;
+    let isFailed = false;
+    while (!this.isStopped && (this.isFullRunWanted || this.changedMembers.size > 0)) {
+      const isFull = this.isFullRunWanted;
+      const only = isFull ? null : new Set(this.changedMembers);
+      this.isFullRunWanted = false;
+      this.changedMembers.clear();
+      const outcome = await this.reconcile(only);
+      if (isFull) lastFullOutcome = outcome;
+      if (outcome === 'failed') isFailed = true;
+    }
     this.isRunning = false;
     if (this.isStopped) return;
-    if (outcome === 'failed') {
+    if (isFailed) {
       this.failures += 1;
+      // A failed event-driven run is repaired by a full one.
+      this.isFullRunWanted = true;
       this.schedule(Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(this.failures - 1, 30)));
     } else {
-      this.failures = 0;
-      this.schedule(this.reconcileIntervalMs);
+      if (lastFullOutcome !== null) this.failures = 0;
+      if (lastFullOutcome !== null || this.timer === undefined) this.schedule(this.reconcileIntervalMs);
     }
   }
 
@@ -269,13 +422,49 @@ export class LeaderRegistration {
     this.timer = this.deps.timers.setTimeout(() => {
       if (epoch !== this.epoch || this.isStopped) return;
       this.timer = undefined;
-      void this.run();
+      this.isFullRunWanted = true;
+      if (!this.isRunning) void this.run();
     }, delayMs);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Private helpers
+
+/** handleAliveMember's test: the node at the member's address, its consul service Meta (servers), serfHealth passing. */
+function isAliveInSync(txn: ReadTxn, member: GossipMember): boolean {
+  const node = catalog.getNode(txn, member.Name).value;
+  if (!node || node.Address !== member.Addr) return false;
+  const service = consulService(member);
+  if (service) {
+    const stored = catalog.nodeService(txn, member.Name, CONSUL_SERVICE_ID).value;
+    if (!stored || !isDeepStrictEqual({ ...stored.Meta }, { ...service.Meta })) return false;
+  }
+  return catalog.nodeCheck(txn, member.Name, SERF_CHECK_ID).value?.Status === 'passing';
+}
+
+/** handleAliveMember / handleFailedMember's register request for another member. */
+function memberRegistration(member: GossipMember, datacenter: string, status: 'passing' | 'critical'): RegisterRequest {
+  const service = status === 'passing' ? consulService(member) : undefined;
+  const check: HealthCheckInput = { Node: member.Name, CheckID: SERF_CHECK_ID, Name: SERF_CHECK_NAME, Status: status, Output: status === 'passing' ? SERF_CHECK_ALIVE_OUTPUT : SERF_CHECK_FAILED_OUTPUT };
+  return {
+    Datacenter: datacenter,
+    ID: member.Tags['id'] ?? '',
+    Node: member.Name,
+    Address: member.Addr,
+    ...(service ? { Service: service } : {}),
+    Check: check,
+    // If there is existing information about the node, do not clobber it (Consul's comment).
+    SkipNodeUpdate: true,
+  };
+}
+
+/** handleDeregisterMember: deregister the node if the catalog has it; never this server. */
+function deregistration(txn: ReadTxn, name: string, input: { readonly datacenter: string; readonly selfName: string }): Command | null {
+  if (name === input.selfName) return null;
+  if (!catalog.getNode(txn, name).value) return null;
+  return { type: 'deregister', request: { Datacenter: input.datacenter, Node: name } };
+}
 
 function isNodeInSync(node: NodeRecord, desired: RegisterRequest): boolean {
   return (

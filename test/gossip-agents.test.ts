@@ -190,6 +190,48 @@ test("the LAN pool refuses another datacenter: a join fails with Consul's merge-
   }
 });
 
+test('the leader reconciles the pool into the catalog: clients registered with serfHealth, a killed one critical, a leaver deregistered', { timeout: 90_000 }, async () => {
+  const server: AgentProcess = { name: 'r16', ip: '127.0.0.16', child: undefined, output: '' };
+  const killed: AgentProcess = { name: 'r17', ip: '127.0.0.17', child: undefined, output: '' };
+  const leaver: AgentProcess = { name: 'r18', ip: '127.0.0.18', child: undefined, output: '' };
+  const seed = `${server.ip}:8301`;
+  startAgent(server, seed, ['-server', '-bootstrap']);
+  startAgent(killed, seed);
+  startAgent(leaver, seed);
+  /** The server's catalog view: node -> serfHealth status and output. */
+  const serfHealth = async (): Promise<Map<string, { Status: string; Output: string }>> => {
+    const reply = await httpRequest(HTTP_PORT, 'GET', '/v1/health/state/any', server.ip);
+    if (reply.status !== 200) throw new Error(`HTTP ${reply.status}: ${reply.body}`);
+    const checks = JSON.parse(reply.body) as { Node: string; CheckID: string; Status: string; Output: string }[];
+    return new Map(checks.filter((check) => check.CheckID === 'serfHealth').map((check) => [check.Node, { Status: check.Status, Output: check.Output }]));
+  };
+  try {
+    await waitFor('the three nodes in the catalog with serfHealth passing', async () => {
+      const health = await serfHealth().catch(() => new Map());
+      return ['r16', 'r17', 'r18'].every((name) => health.get(name)?.Status === 'passing') ? true : undefined;
+    }, 40_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${[server, killed, leaver].map((agent) => `--- ${agent.name}\n${agent.output.slice(-1_500)}`).join('\n')}`);
+    });
+    const nodes = JSON.parse((await httpRequest(HTTP_PORT, 'GET', '/v1/catalog/nodes', server.ip)).body) as { Node: string; Address: string }[];
+    assert.deepEqual(nodes.map((node) => [node.Node, node.Address]), [['r16', '127.0.0.16'], ['r17', '127.0.0.17'], ['r18', '127.0.0.18']]);
+
+    await kill(killed);
+    await waitFor('the killed client critical in the catalog', async () => ((await serfHealth()).get('r17')?.Status === 'critical' ? true : undefined), DETECTION_DEADLINE_MS);
+    assert.equal((await serfHealth()).get('r17')?.Output, 'Agent not live or unreachable');
+
+    assert.equal((await httpRequest(HTTP_PORT, 'PUT', '/v1/agent/leave', leaver.ip)).status, 200);
+    await waitFor('the leaver deregistered', async () => {
+      const names = (JSON.parse((await httpRequest(HTTP_PORT, 'GET', '/v1/catalog/nodes', server.ip)).body) as { Node: string }[]).map((node) => node.Node);
+      return names.includes('r18') ? undefined : names;
+    }, 20_000);
+    assert.equal((await serfHealth()).get('r16')?.Status, 'passing', 'the leader itself stays');
+  } finally {
+    await kill(server);
+    await kill(killed);
+    await kill(leaver);
+  }
+});
+
 test('the gossip keyring: list, install, use and remove a key across the pool, kept in the data dir across a restart', { timeout: 90_000 }, async () => {
   const keyA = Buffer.alloc(32, 1).toString('base64');
   const keyB = Buffer.alloc(32, 2).toString('base64');

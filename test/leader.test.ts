@@ -7,10 +7,14 @@ import { localMember, nodeTaggedAddresses } from '../lib/endpoints_agent.js';
 import { encodeCommand, Fsm, type ApplyResult, type Command } from '../lib/fsm.js';
 import {
   consulService,
-  LeaderRegistration,
+  LeaderReconciler,
+  MEMBER_ALIVE,
+  MEMBER_FAILED,
+  MEMBER_LEFT,
   RECONCILE_INTERVAL_MS,
   selfRegistration,
-  type LeaderRegistrationDeps,
+  type GossipMember,
+  type LeaderReconcilerDeps,
   type Timers,
 } from '../lib/leader.js';
 import { createLogger, MemorySink } from '../lib/log.js';
@@ -64,8 +68,10 @@ interface Harness {
   readonly state: StateStore;
   readonly timers: ManualTimers;
   readonly applied: Command[];
-  readonly registration: LeaderRegistration;
+  readonly registration: LeaderReconciler;
   isLeader: boolean;
+  /** The LAN pool as the reconcile sees it; undefined: gossip not running yet. */
+  members: GossipMember[] | undefined;
   failNext: number;
   apply(command: Command): Promise<ApplyResult>;
 }
@@ -80,14 +86,18 @@ function harness(config = serverConfig()): Harness {
     timers,
     applied: [],
     isLeader: true,
+    members: undefined,
     failNext: 0,
-    registration: undefined as unknown as LeaderRegistration,
+    registration: undefined as unknown as LeaderReconciler,
     async apply(command) {
       return fsm.apply(++index, encodeCommand(command));
     },
   };
-  const deps: LeaderRegistrationDeps = {
+  const deps: LeaderReconcilerDeps = {
     isLeader: () => h.isLeader,
+    datacenter: config.datacenter,
+    selfName: config.nodeName,
+    members: () => h.members,
     read: (query) => state.read(query),
     apply: async (command) => {
       h.applied.push(command);
@@ -97,7 +107,7 @@ function harness(config = serverConfig()): Harness {
       }
       return h.apply(command);
     },
-    desired: () =>
+    desiredSelf: () =>
       selfRegistration({
         datacenter: config.datacenter,
         nodeId: NODE_ID,
@@ -110,7 +120,7 @@ function harness(config = serverConfig()): Harness {
     logger: createLogger({ level: 'error', json: false, nowMs: () => 0, sink: new MemorySink() }),
     metrics: new Metrics({ nowMs: () => timers.nowMs }),
   };
-  (h as { registration: LeaderRegistration }).registration = new LeaderRegistration(deps);
+  (h as { registration: LeaderReconciler }).registration = new LeaderReconciler(deps);
   return h;
 }
 
@@ -229,6 +239,124 @@ describe('the leader registers its own server', () => {
     await settle();
     assert.equal(h.applied.length, 1);
     assert.deepEqual(h.timers.delays(), [1_000]);
+    h.registration.stop();
+  });
+});
+
+/** A LAN member as /v1/agent/members shows it; its node ID is a UUID derived from its name. */
+function gossipMember(name: string, addr: string, status: number, tags: Record<string, string> = {}): GossipMember {
+  const id = `00000000-0000-4000-8000-${Buffer.from(name).toString('hex').padStart(12, '0').slice(-12)}`;
+  return { Name: name, Addr: addr, Tags: { role: 'node', dc: 'dc1', id, segment: '', build: '1.21.0:abc', vsn: '2', ...tags }, Status: status, ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2 };
+}
+
+/** This server as its own pool lists it. */
+function selfMember(config = serverConfig()): GossipMember {
+  return { ...localMember(config, memberTags(config, NODE_ID)), Status: MEMBER_ALIVE };
+}
+
+const serfCheck = (h: Harness, node: string) => h.state.read((txn) => catalog.nodeCheck(txn, node, 'serfHealth')).value;
+const nodeOf = (h: Harness, node: string) => h.state.read((txn) => catalog.getNode(txn, node)).value;
+
+describe('the leader reconciles the LAN pool into the catalog', () => {
+  test('alive members: registered with serfHealth passing, servers with the consul service; then nothing while in sync', async () => {
+    const h = harness();
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), gossipMember('s2', '10.0.0.22', MEMBER_ALIVE, { role: 'consul', port: '8300', expect: '3', raft_vsn: '3' })];
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(h.applied.length, 3);
+    for (const name of ['n1', 'c1', 's2']) assert.equal(serfCheck(h, name)?.Status, 'passing', name);
+    assert.equal(serfCheck(h, 'c1')?.Output, 'Agent alive and reachable');
+    assert.equal(nodeOf(h, 'c1')?.Address, '10.0.0.21');
+    assert.equal(nodeOf(h, 'c1')?.ID, gossipMember('c1', '', 0).Tags['id']);
+    assert.equal(h.state.read((txn) => catalog.nodeService(txn, 's2', 'consul')).value?.Port, 8300);
+    assert.equal(h.state.read((txn) => catalog.nodeService(txn, 'c1', 'consul')).value, undefined, 'a client has no consul service');
+    assert.equal(await h.registration.reconcileOnce(), 'in-sync');
+    assert.equal(h.applied.length, 3);
+  });
+
+  test("another member's registration does not clobber what its own agent wrote (SkipNodeUpdate)", async () => {
+    const h = harness();
+    await h.apply({ type: 'register', request: { Node: 'c1', Address: '10.0.0.21', TaggedAddresses: { lan: '10.0.0.21' }, NodeMeta: { rack: 'r9' } } });
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE)];
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.deepEqual(nodeOf(h, 'c1')?.Meta, { rack: 'r9' });
+    assert.deepEqual(nodeOf(h, 'c1')?.TaggedAddresses, { lan: '10.0.0.21' });
+    assert.equal(serfCheck(h, 'c1')?.Status, 'passing');
+  });
+
+  test('a failed member is marked critical (once); one the catalog never had stays out', async () => {
+    const h = harness();
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE)];
+    await h.registration.reconcileOnce();
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_FAILED), gossipMember('ghost', '10.0.0.29', MEMBER_FAILED)];
+    const before = h.applied.length;
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(h.applied.length, before + 1);
+    assert.equal(serfCheck(h, 'c1')?.Status, 'critical');
+    assert.equal(serfCheck(h, 'c1')?.Output, 'Agent not live or unreachable');
+    assert.equal(nodeOf(h, 'ghost'), undefined);
+    assert.equal(await h.registration.reconcileOnce(), 'in-sync');
+  });
+
+  test('a member that left is deregistered, this server never; reaped nodes (serfHealth, unknown to the pool) too, other registrations not', async () => {
+    const h = harness();
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), gossipMember('c2', '10.0.0.22', MEMBER_ALIVE)];
+    await h.registration.reconcileOnce();
+    // An external service registered through the catalog API has no serfHealth: not ours to reap.
+    await h.apply({ type: 'register', request: { Node: 'external', Address: '192.0.2.1', Service: { Service: 'db', Port: 5432 } } });
+    h.members = [{ ...selfMember(), Status: MEMBER_LEFT }, gossipMember('c1', '10.0.0.21', MEMBER_LEFT)];
+    assert.equal(await h.registration.reconcileOnce(), 'written');
+    assert.equal(nodeOf(h, 'c1'), undefined, 'left');
+    assert.equal(nodeOf(h, 'c2'), undefined, 'reaped');
+    assert.ok(nodeOf(h, 'n1'), 'the leader does not deregister itself');
+    assert.ok(nodeOf(h, 'external'));
+  });
+
+  test('members of another datacenter or segment, and plain serf peers, stay out of the catalog', async () => {
+    const h = harness();
+    h.members = [selfMember(), gossipMember('far', '10.0.0.31', MEMBER_ALIVE, { dc: 'dc2' }), gossipMember('seg', '10.0.0.32', MEMBER_ALIVE, { role: 'consul', port: '8300', segment: 'alpha' }), { ...gossipMember('serf', '10.0.0.33', MEMBER_ALIVE), Tags: { role: 'web' } }];
+    await h.registration.reconcileOnce();
+    for (const name of ['far', 'seg', 'serf']) assert.equal(nodeOf(h, name), undefined, name);
+  });
+
+  test('until gossip runs only this server is reconciled, and nothing is reaped', async () => {
+    const h = harness();
+    await h.apply({ type: 'register', request: { Node: 'c9', Address: '10.0.0.9', Check: { CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'passing' } } });
+    h.members = undefined;
+    await h.registration.reconcileOnce();
+    assert.ok(nodeOf(h, 'c9'));
+    assert.equal(serfCheck(h, 'n1')?.Status, 'passing');
+  });
+
+  test('a member event reconciles that member at once, leaving the others and the interval timer to the full run', async () => {
+    const h = harness();
+    h.members = [selfMember()];
+    h.registration.start();
+    await settle();
+    assert.deepEqual(h.timers.delays(), [RECONCILE_INTERVAL_MS]);
+    await h.timers.advance(10_000);
+    // c1 joined (event); c2 is in the pool too but its event has not come.
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), gossipMember('c2', '10.0.0.22', MEMBER_ALIVE)];
+    h.registration.memberChanged('c1');
+    await settle();
+    assert.equal(serfCheck(h, 'c1')?.Status, 'passing');
+    assert.equal(nodeOf(h, 'c2'), undefined);
+    // The interval still counts from the start: the full run at 60 s brings c2 in.
+    await h.timers.advance(RECONCILE_INTERVAL_MS - 10_000 - 1);
+    assert.equal(nodeOf(h, 'c2'), undefined);
+    await h.timers.advance(1);
+    assert.equal(serfCheck(h, 'c2')?.Status, 'passing');
+    // A reap event: the pool no longer has c1.
+    h.members = [selfMember(), gossipMember('c2', '10.0.0.22', MEMBER_ALIVE)];
+    h.registration.memberChanged('c1');
+    await settle();
+    assert.equal(nodeOf(h, 'c1'), undefined);
+    // Events on a follower do nothing.
+    h.isLeader = false;
+    h.members = [selfMember()];
+    const before = h.applied.length;
+    h.registration.memberChanged('c2');
+    await settle();
+    assert.equal(h.applied.length, before);
     h.registration.stop();
   });
 });
