@@ -334,6 +334,7 @@ export class Agent {
       tags: memberTags(this.config, this.nodeId),
       logger: this.logger,
       onUserEvent: (event) => this.onUserEvent(event.name, event.payload, Number(event.lTime)),
+      metrics: this.metrics,
       onMemberEvent: (pool, event) => {
         if (pool === 'lan') for (const member of event.members) this.leaderReconciler?.memberChanged(member.name);
       },

@@ -44,6 +44,7 @@ import type { AgentMember } from './endpoints_agent.js';
 import { Keyring, parseGossipKey } from './gossipcrypto.js';
 import { addressText, multiErrorText, SerfPool, swimAddress } from './gossip.js';
 import type { Logger } from './log.js';
+import type { MetricLabels, Metrics } from './metrics.js';
 import { withDefaultPort } from './rpc.js';
 import { SerfError, type SerfEvent } from './serf.js';
 import { replaySnapshot, SnapshotWriter } from './serfsnapshot.js';
@@ -65,6 +66,8 @@ export interface MembershipOptions {
   readonly onMemberEvent?: (pool: PoolName, event: Extract<SerfEvent, { kind: 'member' }>) => void;
   /** serf user events of the LAN pool (Consul's events ride on them). */
   readonly onUserEvent?: (event: Extract<SerfEvent, { kind: 'user' }>) => void;
+  /** Where the pools' counters go (gossipMetricKey), every GOSSIP_METRICS_INTERVAL_MS. */
+  readonly metrics?: Metrics;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -72,6 +75,9 @@ export interface MembershipOptions {
 
 /** Consul's uniqueIDMinVersion: members from this build on must have unique node IDs. */
 const UNIQUE_ID_MIN_VERSION = [0, 8, 5];
+
+/** How often the pools' counters are copied into the agent's metrics (go-metrics' interval). */
+export const GOSSIP_METRICS_INTERVAL_MS = 10_000;
 
 /** How long a join waits for its push/pulls (memberlist's LAN TCPTimeout). */
 export const JOIN_DEADLINE_MS = 10_000;
@@ -123,6 +129,9 @@ export class Membership {
   private isClosed = false;
   /** serf's snapshot writer per pool; none in -dev or without a data dir. */
   private readonly snapshots: { lan?: SnapshotWriter; wan?: SnapshotWriter } = {};
+  /** Counter values already exported, by pool and `layer.name`. */
+  private readonly exported = new Map<string, number>();
+  private metricsTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly options: MembershipOptions,
@@ -195,6 +204,11 @@ export class Membership {
       throw error;
     }
     membership = new Membership(options, lan, wan, { lan: lanKeyring, wan: wanKeyring });
+    const { metrics } = options;
+    if (metrics !== undefined) {
+      const exporter = membership;
+      exporter.metricsTimer = setInterval(() => exporter.exportMetrics(metrics), GOSSIP_METRICS_INTERVAL_MS).unref();
+    }
     membership.restoreSnapshot('lan', LAN_SNAPSHOT_FILE);
     if (wan !== undefined) membership.restoreSnapshot('wan', WAN_SNAPSHOT_FILE);
     for (const pool of ['lan', 'wan'] as const) for (const event of events[pool]) membership.onEvent(pool, event);
@@ -246,8 +260,32 @@ export class Membership {
     this.snapshots.wan?.leave();
   }
 
+  /**
+   * Adds what the pools counted since the last call to the agent's metrics (counters under
+   * memberlist's and serf's names where they have one, labelled with the pool), and the Lifeguard
+   * health score as memberlist.health.score.
+   */
+  exportMetrics(metrics: Metrics): void {
+    for (const [pool, serfPool] of [['lan', this.lan], ['wan', this.wan]] as const) {
+      if (serfPool === undefined) continue;
+      const layers = [['memberlist', serfPool.swim.counters], ['serf', serfPool.serf.counters], ['transport', serfPool.transport.counters]] as const;
+      for (const [layer, counters] of layers) {
+        for (const [name, value] of Object.entries(counters)) {
+          const id = `${pool}.${layer}.${name}`;
+          const delta = value - (this.exported.get(id) ?? 0);
+          if (delta <= 0) continue;
+          this.exported.set(id, value);
+          const { key, labels } = gossipMetricKey(layer, name);
+          metrics.incrCounter(key, delta, { ...labels, network: pool });
+        }
+      }
+      metrics.setGauge(['memberlist', 'health', 'score'], serfPool.swim.healthScore(), { network: pool });
+    }
+  }
+
   async close(): Promise<void> {
     this.isClosed = true;
+    if (this.metricsTimer !== undefined) clearInterval(this.metricsTimer);
     for (const timer of this.retryTimers) clearTimeout(timer);
     await Promise.all([this.lan.close(), this.wan?.close()]);
   }
@@ -418,6 +456,37 @@ function compareVersions(a: readonly number[], b: readonly number[]): number {
   }
   return 0;
 }
+
+/**
+ * The metric key for one of the gossip layers' counters: memberlist's and serf's own names where
+ * they count the same thing (memberlist.udp.received is bytes, as in memberlist), drops by reason
+ * as memberlist.udp.dropped / memberlist.tcp.dropped with a `reason` label, anything else under
+ * its layer (`memberlist.suspectRechecks`, `serf.queriesDropped`, `gossip.transport.streamErrors`).
+ */
+export function gossipMetricKey(layer: 'memberlist' | 'serf' | 'transport', name: string): { key: string[]; labels: MetricLabels } {
+  const named = GOSSIP_METRIC_NAMES[`${layer}.${name}`];
+  if (named !== undefined) return { key: named, labels: {} };
+  const drop = /^(udp|tcp)Dropped\.(.+)$/.exec(name);
+  if (layer === 'memberlist' && drop !== null) return { key: ['memberlist', drop[1] ?? '', 'dropped'], labels: { reason: drop[2] ?? '' } };
+  return { key: layer === 'transport' ? ['gossip', 'transport', name] : [layer, name], labels: {} };
+}
+
+/** memberlist 0.2.2's and serf's metric names for the counters that have one. */
+const GOSSIP_METRIC_NAMES: Readonly<Record<string, string[]>> = {
+  'memberlist.udpReceivedBytes': ['memberlist', 'udp', 'received'],
+  'memberlist.udpSentBytes': ['memberlist', 'udp', 'sent'],
+  'memberlist.tcpSentBytes': ['memberlist', 'tcp', 'sent'],
+  'memberlist.tcpAccepted': ['memberlist', 'tcp', 'accept'],
+  'memberlist.msgAlive': ['memberlist', 'msg', 'alive'],
+  'memberlist.msgSuspect': ['memberlist', 'msg', 'suspect'],
+  'memberlist.msgDead': ['memberlist', 'msg', 'dead'],
+  'memberlist.probeDegraded': ['memberlist', 'degraded', 'probe'],
+  'memberlist.suspicionDegradedTimeout': ['memberlist', 'degraded', 'timeout'],
+  'transport.streamsOut': ['memberlist', 'tcp', 'connect'],
+  'serf.memberFlap': ['serf', 'member', 'flap'],
+  'serf.userEvents': ['serf', 'events'],
+  'serf.queries': ['serf', 'queries'],
+};
 
 export function agentMember(member: SerfMember): AgentMember {
   return {

@@ -1,11 +1,20 @@
-// Consul's gossip merge delegates (agent/consul/merge.go) as lib/membership.ts applies them: the
-// LAN pool refuses members of another datacenter or segment and node-ID conflicts; the WAN pool
-// refuses anything but servers. The texts are Consul's, since they reach the join's caller.
+// lib/membership.ts: Consul's gossip merge delegates (agent/consul/merge.go): the LAN pool
+// refuses members of another datacenter or segment and node-ID conflicts; the WAN pool refuses
+// anything but servers (the texts are Consul's, since they reach the join's caller); and the
+// pools' counters exported as metrics.
 
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { lanMergeRefusal, wanMergeRefusal } from '../lib/membership.js';
+import { loadConfig } from '../lib/config.js';
+import { nullLogger } from '../lib/log.js';
+import { gossipMetricKey, lanMergeRefusal, Membership, wanMergeRefusal } from '../lib/membership.js';
+import { Metrics } from '../lib/metrics.js';
 import { MemberStatus, type SerfMember } from '../lib/serfwire.js';
+import { gossipPortArgs, waitFor } from './support.js';
 
 const SELF = { name: 'self', tags: { dc: 'dc1', id: 'aaaaaaaa-0000-0000-0000-000000000001', segment: '', role: 'node' } };
 
@@ -52,5 +61,43 @@ describe('WAN merge delegate', () => {
     assert.equal(wanMergeRefusal([server('s1.dc1', 'id-1'), server('s2.dc2', 'id-2', { dc: 'dc2' })]), null);
     assert.equal(wanMergeRefusal([server('s1.dc1', 'id-1'), client('c1.dc1', 'id-3')]), "Member 'c1.dc1' is not a server");
     assert.equal(wanMergeRefusal([member('serf-peer', { role: 'web' })]), "Member 'serf-peer' is not a server");
+  });
+});
+
+describe('gossip metrics', () => {
+  it("counters keep memberlist's and serf's names where they have one; drops carry their reason", () => {
+    assert.deepEqual(gossipMetricKey('memberlist', 'udpReceivedBytes'), { key: ['memberlist', 'udp', 'received'], labels: {} });
+    assert.deepEqual(gossipMetricKey('memberlist', 'msgSuspect'), { key: ['memberlist', 'msg', 'suspect'], labels: {} });
+    assert.deepEqual(gossipMetricKey('memberlist', 'udpDropped.ERR_GOSSIP_DECRYPT'), { key: ['memberlist', 'udp', 'dropped'], labels: { reason: 'ERR_GOSSIP_DECRYPT' } });
+    assert.deepEqual(gossipMetricKey('memberlist', 'tcpDropped.ERR_GOSSIP_MALFORMED'), { key: ['memberlist', 'tcp', 'dropped'], labels: { reason: 'ERR_GOSSIP_MALFORMED' } });
+    assert.deepEqual(gossipMetricKey('serf', 'memberFlap'), { key: ['serf', 'member', 'flap'], labels: {} });
+    assert.deepEqual(gossipMetricKey('memberlist', 'suspectRechecks'), { key: ['memberlist', 'suspectRechecks'], labels: {} });
+    assert.deepEqual(gossipMetricKey('transport', 'streamsOut'), { key: ['memberlist', 'tcp', 'connect'], labels: {} });
+    assert.deepEqual(gossipMetricKey('transport', 'datagramErrors'), { key: ['gossip', 'transport', 'datagramErrors'], labels: {} });
+  });
+
+  it('a garbage datagram to a running pool is dropped and shows in the metrics, once per event', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'consul-ts-membership-'));
+    const ports = await gossipPortArgs();
+    const config = loadConfig(['-node', 'm1', '-bind', '127.0.0.1', '-data-dir', dataDir, ...ports]).config;
+    const metrics = new Metrics({ nowMs: Date.now });
+    const membership = await Membership.start({ config, tags: { role: 'node', dc: 'dc1' }, logger: nullLogger(), metrics });
+    const socket = createSocket('udp4');
+    try {
+      await new Promise<void>((resolve, reject) => socket.send(Uint8Array.of(0xff, 1, 2, 3), config.ports.serfLan, '127.0.0.1', (error) => (error ? reject(error) : resolve())));
+      await waitFor('the pool to count the datagram', () => (membership.lan.swim.counters['udpReceived'] ? true : undefined), 5_000);
+      const dropped = (): number => metrics.displayMetrics().Counters.filter((c) => c.Name === 'consul.memberlist.udp.dropped' && c.Labels['network'] === 'lan').reduce((sum, c) => sum + c.Count, 0);
+      membership.exportMetrics(metrics);
+      assert.equal(dropped(), 1);
+      membership.exportMetrics(metrics);
+      assert.equal(dropped(), 1, 'exported once');
+      const score = metrics.displayMetrics().Gauges.find((g) => g.Name === 'consul.memberlist.health.score');
+      assert.equal(score?.Value, 0);
+      assert.equal(score?.Labels['network'], 'lan');
+    } finally {
+      socket.close();
+      await membership.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
