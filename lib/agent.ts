@@ -30,7 +30,8 @@ import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { LeaderReconciler, selfRegistration } from './leader.js';
+import { LeaderReconciler, MEMBER_ALIVE, selfRegistration } from './leader.js';
+import { Autopilot } from './autopilot.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
 import { decodeJsonBody } from './endpoints.js';
@@ -57,6 +58,9 @@ export const NO_SERVERS_TEXT = 'No known Consul servers';
 
 /** Consul's leadershipTransfer retry count on leave. */
 const LEADERSHIP_TRANSFER_ATTEMPTS = 3;
+/** How long a leaving follower waits to be removed from the Raft configuration (Consul: 5 s). */
+const LEAVE_RAFT_REMOVAL_WAIT_MS = 5_000;
+const LEAVE_RAFT_REMOVAL_POLL_MS = 50;
 
 /** The file in the data directory that keeps the node ID across restarts (Consul's name). */
 export const NODE_ID_FILE = 'node-id';
@@ -97,6 +101,7 @@ export class Agent {
   /** The leader's duties: session TTL timers and its own catalog registration (servers only). */
   private sessionTimers: SessionTimers | undefined;
   private leaderReconciler: LeaderReconciler | undefined;
+  private autopilot: Autopilot | undefined;
   private endpointDeps: EndpointDeps | undefined;
   /** Resolves when the agent asks to be stopped (after PUT /v1/agent/leave), for bin/agent.ts. */
   readonly whenShutdownRequested = new Promise<void>((resolve) => (this.requestShutdown = resolve));
@@ -154,12 +159,26 @@ export class Agent {
    * Prepares for a graceful stop (Consul Server.Leave): a leader with other voters hands
    * leadership to one of them (TimeoutNow), trying three times as Consul does, and removes
    * itself from the configuration if that fails, so the cluster never waits out an election
-   * timeout for a server that left on purpose. Leaving the gossip pool (and a follower waiting
-   * to be removed by the leader) comes with the gossip issue.
+   * timeout for a server that left on purpose. Then the gossip leave; a follower then waits (up
+   * to LEAVE_RAFT_REMOVAL_WAIT_MS) until the leader, seeing it leave, has removed it from the
+   * Raft configuration, so stopping cannot cost the cluster its quorum (Consul Server.Leave).
    */
   async leave(): Promise<void> {
+    const wasLeader = this.raft?.isLeader ?? false;
     await this.transferLeadershipForLeave();
     await this.membership?.leave();
+    if (!wasLeader) await this.waitForRaftRemoval();
+  }
+
+  private async waitForRaftRemoval(): Promise<void> {
+    const raft = this.raft;
+    if (raft === undefined || !raft.status().configuration.servers.some((server) => server.id === this.nodeId)) return;
+    const giveUpAt = Date.now() + LEAVE_RAFT_REMOVAL_WAIT_MS;
+    while (Date.now() < giveUpAt) {
+      await new Promise((resolveWait) => setTimeout(resolveWait, LEAVE_RAFT_REMOVAL_POLL_MS));
+      if (!raft.status().configuration.servers.some((server) => server.id === this.nodeId)) return;
+    }
+    this.logger.warn('failed to leave raft configuration gracefully, timeout');
   }
 
   private async transferLeadershipForLeave(): Promise<void> {
@@ -204,6 +223,7 @@ export class Agent {
     await this.membership?.close();
     this.sessionTimers?.stop();
     this.leaderReconciler?.stop();
+    this.autopilot?.stop();
     this.stopRuntimeStats();
     await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
     await Promise.all(this.dnsListeners.splice(0).map((listener) => listener.close()));
@@ -281,6 +301,11 @@ export class Agent {
       read: (query) => this.state.read(query),
       apply: (command) => raft.apply(encodeCommand(command)),
       desiredSelf: () => selfRegistration({ datacenter: config.datacenter, nodeId: this.nodeId, member: this.member(), taggedAddresses: nodeTaggedAddresses(config), nodeMeta: nodeMeta(config) }),
+      raft: {
+        servers: () => raft.status().configuration.servers,
+        addNonvoter: (id, address) => raft.changeConfiguration({ op: 'addNonvoter', id, address }),
+        removeServer: (id) => raft.removeServer(id),
+      },
       timers: { setTimeout: (callback, delayMs) => setTimeout(callback, delayMs).unref(), clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>) },
       nowMs: Date.now,
       logger: this.logger.named('leader'),
@@ -288,10 +313,22 @@ export class Agent {
     });
     this.leaderReconciler = registration;
     registration.start();
+    const autopilot = new Autopilot({
+      config: config.autopilot,
+      isLeader: () => raft.isLeader,
+      status: () => raft.status(),
+      tickMs: raft.tickMs,
+      aliveServerIds: () => new Set((this.membership?.members('lan') ?? []).filter((member) => member.Status === MEMBER_ALIVE && member.Tags['role'] === 'consul').map((member) => member.Tags['id'] ?? '')),
+      promote: (id) => raft.changeConfiguration({ op: 'promote', id }),
+      nowMs: Date.now,
+      logger: this.logger.named('autopilot'),
+    });
+    this.autopilot = autopilot;
     raft.onLeadershipChange((isLeader) => {
       if (!isLeader) {
         timers.stop();
         registration.leadershipChanged(false);
+        autopilot.stop();
         return;
       }
       raft.readIndex().then(
@@ -299,6 +336,7 @@ export class Agent {
           if (!raft.isLeader) return;
           timers.start(deps);
           registration.leadershipChanged(true);
+          autopilot.start();
         },
         (error: unknown) => this.logger.warn('barrier after gaining leadership failed', { error: String(error) }),
       );

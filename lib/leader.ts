@@ -37,6 +37,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ReadTxn } from './memdb.js';
 import type { CheckRecord, NodeRecord, ServiceRecord } from './schema.js';
+import type { RaftServer } from './snapshot.js';
 import { SERF_CHECK_ID } from './sessions.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -75,6 +76,18 @@ export interface GossipMember extends ServerMember {
   readonly Status: number;
 }
 
+/** The Raft configuration as the reconcile changes it (lib/raftnode.ts RaftNode fits through a thin adapter). */
+export interface RaftMembership {
+  /** The latest configuration's servers. */
+  servers(): readonly RaftServer[];
+  /** hashicorp AddNonvoter: autopilot promotes it once it is stable (lib/autopilot.ts). */
+  addNonvoter(id: string, address: string): Promise<void>;
+  removeServer(id: string): Promise<void>;
+}
+
+/** One change to the Raft configuration the reconcile wants (joinConsulServer, removeConsulServer). */
+export type RaftChange = { readonly op: 'addNonvoter'; readonly id: string; readonly address: string } | { readonly op: 'removeServer'; readonly id: string; readonly why: string };
+
 export interface LeaderReconcilerDeps {
   readonly isLeader: () => boolean;
   readonly datacenter: string;
@@ -88,6 +101,8 @@ export interface LeaderReconcilerDeps {
   readonly apply: (command: Command) => Promise<ApplyResult>;
   /** The registration this server should have, recomputed at every run. */
   readonly desiredSelf: () => RegisterRequest;
+  /** Servers that join are added to Raft, servers that leave removed; absent: the catalog only. */
+  readonly raft?: RaftMembership;
   readonly timers: Timers;
   readonly nowMs: () => number;
   readonly logger: Logger;
@@ -233,6 +248,36 @@ export function memberCommand(txn: ReadTxn, member: GossipMember, input: { reado
 }
 
 /**
+ * The Raft changes a server member calls for (Consul's joinConsulServer and removeConsulServer):
+ * an alive server missing from the configuration is added as a nonvoter, after removing any
+ * entry holding its address or its ID; one that left is removed. Nothing for clients, other
+ * datacenters, failed servers (autopilot's dead-server cleanup decides those), or this server
+ * while the configuration has fewer than three servers (fixing our own entry would make us step
+ * down). Two alive servers in bootstrap mode: nothing is added, as in Consul.
+ */
+export function raftChanges(member: GossipMember, servers: readonly RaftServer[], pool: readonly GossipMember[], input: { readonly datacenter: string; readonly selfName: string }): RaftChange[] {
+  if (!isMemberOfDatacenter(member, input.datacenter) || consulService(member) === undefined) return [];
+  const id = member.Tags['id'] ?? '';
+  const address = `${member.Addr}:${member.Tags['port'] ?? ''}`;
+  if (id === '') return [];
+  if (member.Status === MEMBER_LEFT) {
+    if (member.Name === input.selfName) return [];
+    return servers.some((server) => server.id === id) ? [{ op: 'removeServer', id, why: 'left' }] : [];
+  }
+  if (member.Status !== MEMBER_ALIVE) return [];
+  if (member.Name === input.selfName && servers.length < 3) return [];
+  if (member.Tags['bootstrap'] !== undefined && pool.some((other) => other.Name !== member.Name && other.Status === MEMBER_ALIVE && other.Tags['bootstrap'] !== undefined && consulService(other) !== undefined)) return [];
+  if (servers.some((server) => server.id === id && server.address === address)) return [];
+  const changes: RaftChange[] = [];
+  for (const server of servers) {
+    if (server.address === address) changes.push({ op: 'removeServer', id: server.id, why: 'duplicate address' });
+    else if (server.id === id) changes.push({ op: 'removeServer', id: server.id, why: 'duplicate ID' });
+  }
+  changes.push({ op: 'addNonvoter', id, address });
+  return changes;
+}
+
+/**
  * reconcileReaped: catalog nodes carrying `serfHealth` that the pool no longer knows (reaped, or
  * gone while we were not the leader) are deregistered; never this server.
  */
@@ -324,8 +369,14 @@ export class LeaderReconciler {
     const { datacenter, selfName, desiredSelf } = this.deps;
     const input = { datacenter, selfName, desiredSelf };
     let commands: Command[];
+    let changes: RaftChange[] = [];
     try {
       const members = this.deps.members();
+      const raft = this.deps.raft;
+      if (raft !== undefined && members !== undefined) {
+        const servers = raft.servers();
+        for (const member of members) if (only === null || only.has(member.Name)) changes.push(...raftChanges(member, servers, members, input));
+      }
       const byName = new Map((members ?? []).map((member) => [member.Name, member]));
       commands = this.deps.read((txn) => {
         if (members === undefined) {
@@ -350,10 +401,30 @@ export class LeaderReconciler {
       this.deps.logger.error('failed to reconcile', { error: error instanceof Error ? error.message : String(error) });
       return 'failed';
     }
-    if (commands.length === 0) return 'in-sync';
+    if (commands.length === 0 && changes.length === 0) return 'in-sync';
     let outcome: ReconcileOutcome = 'written';
     for (const command of commands) if (!(await this.write(command))) outcome = 'failed';
+    for (const change of changes) if (!(await this.changeRaft(change))) outcome = 'failed';
     return outcome;
+  }
+
+  /** Applies one Raft configuration change; false (logged) when it failed. */
+  private async changeRaft(change: RaftChange): Promise<boolean> {
+    const raft = this.deps.raft;
+    if (raft === undefined) return true;
+    try {
+      if (change.op === 'addNonvoter') {
+        this.deps.logger.info('adding server as a nonvoter', { id: change.id, address: change.address });
+        await raft.addNonvoter(change.id, change.address);
+      } else {
+        this.deps.logger.info('removing server', { id: change.id, reason: change.why });
+        await raft.removeServer(change.id);
+      }
+      return true;
+    } catch (error) {
+      this.deps.logger.error('failed to change the Raft configuration', { op: change.op, id: change.id, error: error instanceof Error ? error.message : String(error) });
+      return false;
+    }
   }
 
   /** Proposes one reconcile command; false (logged) when it failed. */

@@ -308,6 +308,13 @@ export class Raft {
   private snapshotMeta: SnapshotMeta | undefined;
   /** Leader only: one entry per other server in the latest configuration. */
   private readonly progress = new Map<string, Progress>();
+  /**
+   * Leader only: servers the latest configuration removed, still sent entries until they hold
+   * the entry that removed them (so they learn it, as hashicorp/raft replicates up to that index
+   * before stopping) or an election timeout passes. Their Progress stays in `progress`; nothing
+   * that counts votes, commits or reads looks at it (those use the configuration's voters).
+   */
+  private readonly departing = new Map<string, { readonly index: number; readonly address: string; ticksLeft: number }>();
   /** (Pre-)candidate only: answers so far. */
   private readonly votes = new Map<string, boolean>();
   private outbox: RaftMessage[] = [];
@@ -645,6 +652,12 @@ export class Raft {
     return this.configurations.latest;
   }
 
+  /** Where messages to `id` go: its address in the latest configuration, or, for a server being removed, its last one. */
+  peerAddress(id: string): string | undefined {
+    const address = this.configurations.latest.servers.find((s) => s.id === id)?.address ?? this.departing.get(id)?.address;
+    return address === '' ? undefined : address;
+  }
+
   /** Ticks since the last message from the leader (0 on the leader; undefined if never). */
   get lastContactTicks(): number | undefined {
     return this.role === 'leader' ? 0 : this.leaderContactTicks;
@@ -665,7 +678,7 @@ export class Raft {
       configuration: this.configurations.latest,
       committedConfiguration: this.configurations.committed,
       leadTransferee: this.leadTransferee,
-      progress: [...this.progress].map(([id, p]) => ({ id, match: p.match, next: p.next, state: p.state, ticksSinceResponse: p.ticksSinceResponse })),
+      progress: [...this.progress].filter(([id]) => !this.departing.has(id)).map(([id, p]) => ({ id, match: p.match, next: p.next, state: p.state, ticksSinceResponse: p.ticksSinceResponse })),
     };
   }
 
@@ -684,6 +697,7 @@ export class Raft {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    for (const [id, departure] of this.departing) if (--departure.ticksLeft <= 0) this.endDeparture(id);
     for (const [id, progress] of this.progress) {
       progress.ticksSinceResponse++;
       if (progress.state === 'snapshot' && ++progress.snapshotElapsedTicks >= this.snapshotTimeoutTicks) {
@@ -725,6 +739,7 @@ export class Raft {
     this.leadTransferee = '';
     this.votes.clear();
     this.progress.clear();
+    this.departing.clear();
     this.resetRandomizedElectionTimeout();
   }
 
@@ -1062,6 +1077,12 @@ export class Raft {
   private acknowledged(id: string, progress: Progress, index: number): void {
     const wasPaused = progress.isPaused();
     if (!progress.maybeUpdate(index)) return;
+    const departure = this.departing.get(id);
+    if (departure !== undefined) {
+      if (progress.match >= departure.index) this.endDeparture(id);
+      else this.isAppendDue = true;
+      return;
+    }
     if (progress.state === 'probe') progress.becomeReplicate();
     else if (progress.state === 'snapshot' && progress.match + 1 >= this.log.firstIndex()) {
       progress.becomeProbe();
@@ -1234,20 +1255,29 @@ export class Raft {
     if (this.role === 'leader') this.syncProgress();
   }
 
-  /** Leader: one Progress per other server in the latest configuration. */
+  /** Leader: one Progress per other server in the latest configuration, plus the departing. */
   private syncProgress(): void {
     const servers = this.configurations.latest.servers;
     const ids = new Set(servers.map((s) => s.id));
     for (const id of [...this.progress.keys()]) {
-      if (!ids.has(id)) this.progress.delete(id);
+      if (ids.has(id) || this.departing.has(id)) continue;
+      // The removal is not committed yet: the committed configuration still has its address.
+      const address = this.configurations.committed.servers.find((s) => s.id === id)?.address ?? '';
+      this.departing.set(id, { index: this.configurations.latest.index, address, ticksLeft: this.electionTimeoutTicks });
     }
     for (const server of servers) {
+      this.departing.delete(server.id);
       if (server.id === this.id || this.progress.has(server.id)) continue;
       const progress = new Progress(this.log.lastIndex() + 1, this.maxInflightMsgs);
       progress.recentActive = true;
       this.progress.set(server.id, progress);
     }
-    if (this.leadTransferee !== '' && !this.progress.has(this.leadTransferee)) this.leadTransferee = '';
+    if (this.leadTransferee !== '' && (!this.progress.has(this.leadTransferee) || this.departing.has(this.leadTransferee))) this.leadTransferee = '';
+  }
+
+  private endDeparture(id: string): void {
+    this.departing.delete(id);
+    this.progress.delete(id);
   }
 
   // --- reads ----------------------------------------------------------------------------------

@@ -892,7 +892,7 @@ export class RaftNode {
 
   private addressOf(id: string): string | undefined {
     if (id === this.id) return this.address;
-    return this.raft.configuration.servers.find((s) => s.id === id)?.address;
+    return this.raft.peerAddress(id);
   }
 
   /** The sender's server ID: the header's (raft >= 1.3.7), else the configuration's for its address. */

@@ -223,3 +223,60 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   for (const server of servers) server.child?.kill('SIGTERM');
   await Promise.all(servers.map((server) => server.exited));
 });
+
+test('a server joining a running cluster is added as a nonvoter and promoted once stable; when it leaves, the leader removes it', { timeout: 60_000 }, async () => {
+  const tuning = join(scratch, 'tuning-join.json');
+  writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, autopilot: { server_stabilization_time: '1s' } }));
+  const ports = await Promise.all([0, 1, 2, 3].map(async () => ({ http: await freePort(), server: await freePort(), serfLan: await freePort(), serfWan: await freePort() })));
+  const joinAddresses = ports.map(({ serfLan }) => `127.0.0.1:${serfLan}`);
+  const servers: Server[] = ports.map((port, i) => ({
+    name: `j${i}`,
+    address: `127.0.0.1:${port.server}`,
+    args: [
+      // The first three form the cluster; the fourth joins it later, with no expectation.
+      ...(i < 3 ? ['-server', '-bootstrap-expect=3', ...joinAddresses.slice(0, 3).filter((_, j) => j !== i).flatMap((address) => ['-retry-join', address])] : ['-server', '-retry-join', joinAddresses[0]!]),
+      '-retry-interval', '200ms', '-data-dir', join(scratch, `j${i}`), '-bind', '127.0.0.1', '-node', `j${i}`,
+      '-config-file', tuning, '-http-port', String(port.http), '-server-port', String(port.server), '-serf-lan-port', String(port.serfLan), '-serf-wan-port', String(port.serfWan), '-dns-port', '-1',
+    ],
+    child: undefined,
+    output: '',
+    exited: Promise.resolve(),
+  }));
+  const [first, second, third, joiner] = servers as [Server, Server, Server, Server];
+  for (const server of [first, second, third]) startServer(server);
+  try {
+    await waitFor('a leader among the first three', () => findLeader([first, second, third]), 20_000);
+    startServer(joiner);
+    /** The Raft configuration as the current leader's HTTP API shows it: node -> voter. */
+    const configuration = async (): Promise<Map<string, boolean> | undefined> => {
+      const leader = await findLeader(servers);
+      if (leader === undefined) return undefined;
+      const httpPort = ports[servers.findIndex((server) => server.address === leader)]!.http;
+      const reply = await fetch(`http://127.0.0.1:${httpPort}/v1/operator/raft/configuration`);
+      if (reply.status !== 200) return undefined;
+      const body = (await reply.json()) as { Servers: { Node: string; Voter: boolean }[] };
+      return new Map(body.Servers.map((server) => [server.Node, server.Voter]));
+    };
+    await waitFor('the joiner to become a voter', async () => ((await configuration())?.get('j3') === true ? true : undefined), 30_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${servers.map((server) => `--- ${server.name}\n${server.output.slice(-2_000)}`).join('\n')}`);
+    });
+    const leaderOutput = servers.map((server) => server.output).join('\n');
+    assert.match(leaderOutput, /adding server as a nonvoter/);
+    assert.match(leaderOutput, /Promoting server/);
+    assert.equal((await call(joiner.address, 'Status.Peers', {}) as string[]).length, 4);
+
+    const left = await fetch(`http://127.0.0.1:${ports[3]!.http}/v1/agent/leave`, { method: 'PUT' });
+    assert.equal(left.status, 200);
+    await joiner.exited;
+    joiner.child = undefined;
+    await waitFor('the leaver to be removed from the configuration', async () => {
+      const servers3 = await configuration();
+      return servers3 !== undefined && !servers3.has('j3') && servers3.size === 3 ? true : undefined;
+    }, 20_000);
+    assert.doesNotMatch(joiner.output, /failed to leave raft configuration gracefully/);
+  } finally {
+    for (const server of servers) server.child?.kill('SIGTERM');
+    await Promise.all(servers.map((server) => server.exited));
+    if (process.env['CLUSTER_DEBUG']) for (const server of servers) writeFileSync(`/tmp/cluster-${server.name}.log`, server.output);
+  }
+});

@@ -11,6 +11,7 @@ import {
   MEMBER_ALIVE,
   MEMBER_FAILED,
   MEMBER_LEFT,
+  raftChanges,
   RECONCILE_INTERVAL_MS,
   selfRegistration,
   type GossipMember,
@@ -358,5 +359,42 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
     await settle();
     assert.equal(h.applied.length, before);
     h.registration.stop();
+  });
+});
+
+describe('servers joining and leaving change the Raft configuration (joinConsulServer, removeConsulServer)', () => {
+  const input = { datacenter: 'dc1', selfName: 'n1' };
+  const server = (name: string, addr: string, status: number, extra: Record<string, string> = {}): GossipMember => gossipMember(name, addr, status, { role: 'consul', port: '8300', expect: '3', raft_vsn: '3', ...extra });
+  const voters = [{ id: 'id-a', address: '10.0.0.1:8300', suffrage: 0 as const }, { id: 'id-b', address: '10.0.0.2:8300', suffrage: 0 as const }, { id: 'id-c', address: '10.0.0.3:8300', suffrage: 0 as const }];
+
+  test('an alive server missing from the configuration is added as a nonvoter; one present is left alone', () => {
+    const joiner = server('s4', '10.0.0.4', MEMBER_ALIVE);
+    assert.deepEqual(raftChanges(joiner, voters, [joiner], input), [{ op: 'addNonvoter', id: joiner.Tags['id'], address: '10.0.0.4:8300' }]);
+    const present = [...voters, { id: joiner.Tags['id'] ?? '', address: '10.0.0.4:8300', suffrage: 1 as const }];
+    assert.deepEqual(raftChanges(joiner, present, [joiner], input), []);
+  });
+
+  test('a stale entry with the same address or the same ID is removed first', () => {
+    const joiner = server('s4', '10.0.0.3', MEMBER_ALIVE);
+    assert.deepEqual(raftChanges(joiner, voters, [joiner], input), [{ op: 'removeServer', id: 'id-c', why: 'duplicate address' }, { op: 'addNonvoter', id: joiner.Tags['id'], address: '10.0.0.3:8300' }]);
+    const moved = [...voters, { id: joiner.Tags['id'] ?? '', address: '10.0.0.9:8300', suffrage: 0 as const }];
+    assert.deepEqual(raftChanges(server('s4', '10.0.0.4', MEMBER_ALIVE), moved, [], input).map((c) => c.op), ['removeServer', 'addNonvoter']);
+  });
+
+  test('a server that left is removed; failed servers, clients, other datacenters and this small cluster\'s own entry are not touched', () => {
+    const leaver = server('s4', '10.0.0.4', MEMBER_LEFT);
+    const withLeaver = [...voters, { id: leaver.Tags['id'] ?? '', address: '10.0.0.4:8300', suffrage: 0 as const }];
+    assert.deepEqual(raftChanges(leaver, withLeaver, [], input), [{ op: 'removeServer', id: leaver.Tags['id'], why: 'left' }]);
+    assert.deepEqual(raftChanges(server('s4', '10.0.0.4', MEMBER_FAILED), withLeaver, [], input), []);
+    assert.deepEqual(raftChanges(gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), voters, [], input), []);
+    assert.deepEqual(raftChanges(server('far', '10.0.0.5', MEMBER_ALIVE, { dc: 'dc2' }), voters, [], input), []);
+    assert.deepEqual(raftChanges(server('n1', '10.0.0.7', MEMBER_ALIVE), voters.slice(0, 1), [], input), [], 'a cluster under three servers');
+    assert.deepEqual(raftChanges(server('n1', '10.0.0.7', MEMBER_LEFT), voters, [], input), [], 'the leader never removes itself');
+  });
+
+  test('two alive servers in bootstrap mode: nothing is added', () => {
+    const a = server('s4', '10.0.0.4', MEMBER_ALIVE, { bootstrap: '1' });
+    const b = server('s5', '10.0.0.5', MEMBER_ALIVE, { bootstrap: '1' });
+    assert.deepEqual(raftChanges(a, voters, [a, b], input), []);
   });
 });

@@ -540,6 +540,39 @@ describe('raft: membership', () => {
     assert.ok(cluster.core(leaders[0]!).configuration.servers.every((s) => s.id !== 'n1'));
   });
 
+  test('a removed follower receives the entry that removed it, then nothing more (hashicorp replicates up to it)', () => {
+    const cluster = new Cluster(['n1', 'n2', 'n3']);
+    cluster.elect('n1');
+    const n1 = cluster.core('n1');
+    const removal = n1.changeConfiguration({ op: 'removeServer', id: 'n3' });
+    assert.ok(removal.ok);
+    cluster.drain();
+    cluster.tick(2);
+    assert.equal(cluster.core('n3').configuration.index, removal.index, 'n3 holds its removal');
+    assert.ok(cluster.core('n3').configuration.servers.every((s) => s.id !== 'n3'));
+    assert.ok(n1.status().progress.every((p) => p.id !== 'n3'), 'not reported as a follower');
+    propose(cluster, 'n1', 'after-removal');
+    cluster.drain();
+    cluster.tick(2);
+    assert.ok(!cluster.commands('n3').includes('after-removal'), 'no entry after the removal reaches it');
+    assert.ok(cluster.commands('n2').includes('after-removal'));
+  });
+
+  test('an unreachable removed follower is given up on after an election timeout', () => {
+    const cluster = new Cluster(['n1', 'n2', 'n3']);
+    cluster.elect('n1');
+    cluster.isolate('n3');
+    const removal = cluster.core('n1').changeConfiguration({ op: 'removeServer', id: 'n3' });
+    assert.ok(removal.ok);
+    cluster.tick(2 * T, ['n1', 'n2']);
+    cluster.heal();
+    propose(cluster, 'n1', 'later');
+    cluster.drain();
+    cluster.tick(2, ['n1', 'n2']);
+    assert.ok(!cluster.commands('n3').includes('later'));
+    assert.notEqual(cluster.core('n3').configuration.index, removal.index, 'never told');
+  });
+
   test('membership changes wait for the leader to commit an entry of its term, and keep at least one voter', () => {
     const cluster = new Cluster(['n1', 'n2', 'n3']);
     cluster.intercept = (m) => (m.type === 'appendEntries' && m.entries.length > 0 ? undefined : m);
