@@ -319,9 +319,12 @@ export class Agent {
       status: () => raft.status(),
       tickMs: raft.tickMs,
       aliveServerIds: () => new Set((this.membership?.members('lan') ?? []).filter((member) => member.Status === MEMBER_ALIVE && member.Tags['role'] === 'consul').map((member) => member.Tags['id'] ?? '')),
+      poolServers: () => new Map((this.membership?.members('lan') ?? []).filter((member) => member.Tags['role'] === 'consul' && member.Tags['dc'] === config.datacenter).map((member) => [member.Tags['id'] ?? '', { name: member.Name, status: member.Status }])),
       promote: (id) => raft.changeConfiguration({ op: 'promote', id }),
+      forceLeave: (name) => this.membership?.forceLeave('lan', name, false),
       nowMs: Date.now,
       logger: this.logger.named('autopilot'),
+      selfId: this.nodeId,
     });
     this.autopilot = autopilot;
     raft.onLeadershipChange((isLeader) => {

@@ -1,10 +1,11 @@
 // lib/autopilot.ts: a nonvoter becomes a voter once it has been healthy (alive in the pool,
 // heard from within last_contact_threshold, at most max_trailing_logs behind) for
-// server_stabilization_time; any unhealthy look starts the wait over.
+// server_stabilization_time; any unhealthy look starts the wait over. Failed servers are
+// force-left, never more than (voters-1)/2 voters at once nor below min_quorum.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Autopilot, promotionsDue, type LeaderView } from '../lib/autopilot.js';
+import { Autopilot, deadServerCleanup, promotionsDue, type LeaderView } from '../lib/autopilot.js';
 import type { AutopilotConfig } from '../lib/config.js';
 import { nullLogger } from '../lib/log.js';
 
@@ -63,9 +64,12 @@ describe('autopilot promotion', () => {
       status: () => ({ ...view(1000, 0), configuration: { servers: [...view(1000, 0).configuration.servers, { id: 'm', address: 'm:8300', suffrage: 1 }] }, progress: [...view(1000, 0).progress, { id: 'm', match: 1000, ticksSinceResponse: 0 }] }),
       tickMs: TICK_MS,
       aliveServerIds: () => new Set(['a', 'b', 'm', 'n']),
+      poolServers: () => new Map(),
       promote: async (id) => void promoted.push(id),
+      forceLeave: () => assert.fail('nothing to clean up'),
       nowMs: () => nowMs,
       logger: nullLogger(),
+      selfId: 'a',
     });
     await autopilot.runOnce();
     assert.deepEqual(promoted, []);
@@ -74,5 +78,33 @@ describe('autopilot promotion', () => {
     assert.deepEqual(promoted, ['m']);
     nowMs = 1;
     autopilot.stop();
+  });
+});
+
+describe('autopilot dead-server cleanup', () => {
+  const servers = (voters: number, nonvoters = 0) => [
+    ...Array.from({ length: voters }, (_, i) => ({ id: `v${i}`, address: `v${i}:8300`, suffrage: 0 as const })),
+    ...Array.from({ length: nonvoters }, (_, i) => ({ id: `n${i}`, address: `n${i}:8300`, suffrage: 1 as const })),
+  ];
+  const pool = (failed: readonly string[], all: readonly string[]) => new Map(all.map((id) => [id, { name: `node-${id}`, status: failed.includes(id) ? 4 : 1 }]));
+
+  it('force-leaves a failed voter of three, but not two of five at once beyond (voters-1)/2, nor this server', () => {
+    assert.deepEqual(deadServerCleanup(servers(3), pool(['v2'], ['v0', 'v1', 'v2']), CONFIG, 'v0'), ['node-v2']);
+    assert.deepEqual(deadServerCleanup(servers(5), pool(['v2', 'v3', 'v4'], ['v0', 'v1', 'v2', 'v3', 'v4']), CONFIG, 'v0'), ['node-v2', 'node-v3']);
+    assert.deepEqual(deadServerCleanup(servers(3), pool(['v0'], ['v0', 'v1', 'v2']), CONFIG, 'v0'), []);
+    assert.deepEqual(deadServerCleanup(servers(2), pool(['v1'], ['v0', 'v1']), CONFIG, 'v0'), [], 'removing one of two is never safe');
+  });
+
+  it('failed nonvoters always go; alive, left and unknown (stale) servers are left alone', () => {
+    assert.deepEqual(deadServerCleanup(servers(1, 2), pool(['n0'], ['v0', 'n0', 'n1']), CONFIG, 'v0'), ['node-n0']);
+    const left = new Map([['v0', { name: 'a', status: 1 }], ['v1', { name: 'b', status: 3 }]]);
+    assert.deepEqual(deadServerCleanup(servers(3), left, CONFIG, 'v0'), []);
+  });
+
+  it('min_quorum and cleanup_dead_servers', () => {
+    const five = pool(['v4'], ['v0', 'v1', 'v2', 'v3', 'v4']);
+    assert.deepEqual(deadServerCleanup(servers(5), five, { ...CONFIG, minQuorum: 5 }, 'v0'), []);
+    assert.deepEqual(deadServerCleanup(servers(5), five, { ...CONFIG, minQuorum: 4 }, 'v0'), ['node-v4']);
+    assert.deepEqual(deadServerCleanup(servers(5), five, { ...CONFIG, cleanupDeadServers: false }, 'v0'), []);
   });
 });

@@ -139,7 +139,8 @@ class Writer {
 
 test('kill -9 of the leader under write load loses no acknowledged write; the restarted server catches up by snapshot', { timeout: 60_000 }, async () => {
   const tuning = join(scratch, 'tuning.json');
-  writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, raft_snapshot_threshold: SNAPSHOT_THRESHOLD, raft_snapshot_interval: '100ms', raft_trailing_logs: TRAILING_LOGS }));
+  // Autopilot's dead-server cleanup is off here: the killed server is to come back as a voter.
+  writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, raft_snapshot_threshold: SNAPSHOT_THRESHOLD, raft_snapshot_interval: '100ms', raft_trailing_logs: TRAILING_LOGS, autopilot: { cleanup_dead_servers: false } }));
   const ports = await Promise.all([0, 1, 2].map(async () => ({ http: await freePort(), server: await freePort(), serfLan: await freePort(), serfWan: await freePort() })));
   const addresses = ports.map(({ server }) => `127.0.0.1:${server}`);
   // -retry-join names serf LAN addresses, as in Consul.
@@ -224,7 +225,7 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   await Promise.all(servers.map((server) => server.exited));
 });
 
-test('a server joining a running cluster is added as a nonvoter and promoted once stable; when it leaves, the leader removes it', { timeout: 60_000 }, async () => {
+test('a server joining a running cluster is added as a nonvoter and promoted once stable; when it leaves, the leader removes it; a killed one autopilot removes', { timeout: 90_000 }, async () => {
   const tuning = join(scratch, 'tuning-join.json');
   writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 }, autopilot: { server_stabilization_time: '1s' } }));
   const ports = await Promise.all([0, 1, 2, 3].map(async () => ({ http: await freePort(), server: await freePort(), serfLan: await freePort(), serfWan: await freePort() })));
@@ -274,9 +275,23 @@ test('a server joining a running cluster is added as a nonvoter and promoted onc
       return servers3 !== undefined && !servers3.has('j3') && servers3.size === 3 ? true : undefined;
     }, 20_000);
     assert.doesNotMatch(joiner.output, /failed to leave raft configuration gracefully/);
+
+    // kill -9 of a follower: gossip marks it failed, autopilot force-leaves it (one voter of
+    // three may go), and the leader's reconcile removes it from Raft and from the catalog.
+    const leaderAddress = await waitFor('the leader', () => findLeader([first, second, third]));
+    const victim = [first, second, third].find((server) => server.address !== leaderAddress)!;
+    victim.child!.kill('SIGKILL');
+    await victim.exited;
+    victim.child = undefined;
+    await waitFor('autopilot to remove the killed server', async () => {
+      const remaining = await configuration();
+      return remaining !== undefined && remaining.size === 2 && !remaining.has(victim.name) ? true : undefined;
+    }, 40_000);
+    assert.match(servers.map((server) => server.output).join('\n'), new RegExp(`Attempting removal of failed server node: name=${victim.name}`));
   } finally {
     for (const server of servers) server.child?.kill('SIGTERM');
     await Promise.all(servers.map((server) => server.exited));
-    if (process.env['CLUSTER_DEBUG']) for (const server of servers) writeFileSync(`/tmp/cluster-${server.name}.log`, server.output);
+    // CLUSTER_DEBUG=1 keeps every server's log (/tmp/cluster-<name>.log) for a failure's post-mortem.
+    if (process.env['CLUSTER_DEBUG']) for (const server of servers) writeFileSync(join(tmpdir(), `cluster-${server.name}.log`), server.output);
   }
 });
