@@ -14,6 +14,10 @@
 // Consul, naming a server that is not in the configuration is an error (an operator typo), and
 // the request is a write: it waits for a leader like any write.
 //
+// POST /v1/operator/raft/transfer-leader[?id=] hands leadership to that voter, or to the most
+// up-to-date one (hashicorp LeadershipTransfer[ToServer], Consul's attemptLeadershipTransfer):
+// {"Success": true}, or a 500 with the reason (Consul's text for an ID it cannot find).
+//
 // What it does not do: autopilot (a later issue), ACLs (operator:read/write), forwarding to the
 // leader (a follower answers with NOT_LEADER_PREFIX and the leader's address, as writes do).
 //
@@ -43,6 +47,8 @@ export interface OperatorRaft {
   leader(): string;
   peers(): string[];
   removeServer(id: string): Promise<void>;
+  /** Resolves once this server is no longer the leader; rejects with the core's reason. */
+  transferLeadership(targetId?: string): Promise<void>;
 }
 
 /** structs.RaftServer, in its JSON field order. */
@@ -128,6 +134,7 @@ export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft): HttpRout
   return [
     { path: '/v1/operator/raft/configuration', methods: ['GET'], handler: (request) => configurationRoute(deps, raft, request) },
     { path: '/v1/operator/raft/peer', methods: ['DELETE'], handler: (request) => peerRoute(deps, raft, request) },
+    { path: '/v1/operator/raft/transfer-leader', methods: ['POST'], handler: (request) => transferLeaderRoute(deps, raft, request) },
   ];
 }
 
@@ -150,6 +157,22 @@ async function peerRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRe
   else await operatorRaftRemovePeerByID(deps, raft, request.query.get('id') ?? '');
   // Consul's handler returns no object: 200 with an empty body.
   return { text: '' };
+}
+
+async function transferLeaderRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRequest) {
+  checkDatacenter(request, deps.config.datacenter);
+  await requireLeader(deps);
+  const id = request.query.get('id') ?? '';
+  // serverLookup.ServerAddr's error: the ID must name a server of the configuration.
+  if (id !== '' && !raft.status().configuration.servers.some((server) => server.id === id)) throw new HttpError(500, `Could not find address for server id ${id}`);
+  try {
+    await raft.transferLeadership(id === '' ? undefined : id);
+  } catch (error) {
+    deps.logger.warn('failed to transfer leadership', { id, error: error instanceof Error ? error.message : String(error) });
+    throw raftErrorToHttp(error);
+  }
+  // api.TransferLeaderResponse.
+  return { json: { Success: true } };
 }
 
 /** A write: held until a leader is known (or rpc_hold_timeout), refused on a follower. */

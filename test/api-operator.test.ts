@@ -15,12 +15,18 @@ const SELF_ADDRESS = '127.0.0.1:8300';
 interface Harness {
   readonly api: TestApi;
   readonly removed: string[];
+  /** Leadership transfers asked for ('' = any voter). */
+  readonly transfers: string[];
+  /** Makes the next transfers fail with this error. */
+  failTransfersWith(error: Error): void;
   /** Replaces the configuration the routes see (the real node has only itself). */
   setStatus(change: (status: RaftStatus) => RaftStatus): void;
 }
 
 async function start(t: Parameters<typeof startApi>[0]): Promise<Harness> {
   const removed: string[] = [];
+  const transfers: string[] = [];
+  let transferError: Error | undefined;
   let change: (status: RaftStatus) => RaftStatus = (status) => status;
   let api: TestApi | undefined;
   const raft: OperatorRaft = {
@@ -30,13 +36,17 @@ async function start(t: Parameters<typeof startApi>[0]): Promise<Harness> {
     removeServer: async (id) => {
       removed.push(id);
     },
+    transferLeadership: async (id) => {
+      if (transferError) throw transferError;
+      transfers.push(id ?? '');
+    },
   };
   const live = (): TestApi => {
     assert.ok(api, 'routes run after the API started');
     return api;
   };
   api = await startApi(t, (deps) => [...catalogRoutes(deps), ...operatorRoutes(deps, raft)]);
-  return { api, removed, setStatus: (next) => (change = next) };
+  return { api, removed, transfers, failTransfersWith: (error) => (transferError = error), setStatus: (next) => (change = next) };
 }
 
 test('raft configuration: Consul shape, key order, node names from the catalog', async (t) => {
@@ -125,7 +135,31 @@ test('a failed removal is a 500 with the Raft error', async (t) => {
     leader: () => api.raft.leader(),
     peers: () => api.raft.peers(),
     removeServer: () => Promise.reject(Object.assign(new Error('a configuration change is still being committed'), { code: 'ERR_CONFIGURATION_PENDING' })),
+    transferLeadership: () => Promise.resolve(),
   };
   const { operatorRaftRemovePeerByID } = await import('../lib/endpoints_operator.js');
   await assert.rejects(operatorRaftRemovePeerByID(api.deps, raft, SELF_ID), { status: 500, message: 'a configuration change is still being committed' });
+});
+
+test('leadership transfer: POST only, to a named voter or any; an unknown ID is Consul\'s 500, a Raft refusal a 500 with its reason', async (t) => {
+  const { api, transfers, setStatus, failTransfersWith } = await start(t);
+  setStatus((status) => ({
+    ...status,
+    configuration: { index: 9, servers: [{ suffrage: 0, id: SELF_ID, address: SELF_ADDRESS }, { suffrage: 0, id: 'peer-2', address: '10.0.0.2:8300' }] },
+  }));
+  const any = await api.request('POST', '/v1/operator/raft/transfer-leader');
+  assert.equal(any.status, 200);
+  assert.deepEqual(JSON.parse(any.body), { Success: true });
+  const named = await api.request('POST', '/v1/operator/raft/transfer-leader?id=peer-2');
+  assert.equal(named.status, 200);
+  assert.deepEqual(transfers, ['', 'peer-2']);
+  const unknown = await api.request('POST', '/v1/operator/raft/transfer-leader?id=nobody');
+  assert.equal(unknown.status, 500);
+  assert.equal(unknown.body, 'Could not find address for server id nobody');
+  assert.equal((await api.request('PUT', '/v1/operator/raft/transfer-leader')).status, 405);
+  assert.deepEqual(transfers, ['', 'peer-2']);
+  failTransfersWith(Object.assign(new Error('leadership transfer timed out'), { code: 'ERR_TRANSFER_TIMEOUT' }));
+  const failed = await api.request('POST', '/v1/operator/raft/transfer-leader?id=peer-2');
+  assert.equal(failed.status, 500);
+  assert.equal(failed.body, 'leadership transfer timed out');
 });

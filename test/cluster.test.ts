@@ -266,6 +266,17 @@ test('a server joining a running cluster is added as a nonvoter and promoted onc
     assert.match(leaderOutput, /Promoting server/);
     assert.equal((await call(joiner.address, 'Status.Peers', {}) as string[]).length, 4);
 
+    // POST /v1/operator/raft/transfer-leader?id= hands leadership to the named server.
+    const before = await waitFor('the leader', () => findLeader(servers));
+    const leaderPort = ports[servers.findIndex((server) => server.address === before)]!.http;
+    const target = [first, second, third].find((server) => server.address !== before)!;
+    const raftServers = ((await (await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/raft/configuration`)).json()) as { Servers: { ID: string; Node: string }[] }).Servers;
+    const targetId = raftServers.find((server) => server.Node === target.name)!.ID;
+    const transfer = await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/raft/transfer-leader?id=${targetId}`, { method: 'POST' });
+    assert.equal(transfer.status, 200, await transfer.clone().text());
+    assert.deepEqual(await transfer.json(), { Success: true });
+    await waitFor('the named server to lead', async () => ((await findLeader(servers)) === target.address ? true : undefined), 10_000);
+
     const left = await fetch(`http://127.0.0.1:${ports[3]!.http}/v1/agent/leave`, { method: 'PUT' });
     assert.equal(left.status, 200);
     await joiner.exited;
