@@ -30,8 +30,8 @@ import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { LeaderReconciler, MEMBER_ALIVE, selfRegistration } from './leader.js';
-import { Autopilot } from './autopilot.js';
+import { LeaderReconciler, selfRegistration } from './leader.js';
+import { Autopilot, type OperatorHealthJson } from './autopilot.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
 import { decodeJsonBody } from './endpoints.js';
@@ -318,8 +318,7 @@ export class Agent {
       isLeader: () => raft.isLeader,
       status: () => raft.status(),
       tickMs: raft.tickMs,
-      aliveServerIds: () => new Set((this.membership?.members('lan') ?? []).filter((member) => member.Status === MEMBER_ALIVE && member.Tags['role'] === 'consul').map((member) => member.Tags['id'] ?? '')),
-      poolServers: () => new Map((this.membership?.members('lan') ?? []).filter((member) => member.Tags['role'] === 'consul' && member.Tags['dc'] === config.datacenter).map((member) => [member.Tags['id'] ?? '', { name: member.Name, status: member.Status }])),
+      poolServers: () => new Map((this.membership?.members('lan') ?? []).filter((member) => member.Tags['role'] === 'consul' && member.Tags['dc'] === config.datacenter).map((member) => [member.Tags['id'] ?? '', { name: member.Name, status: member.Status, version: /\d+\.\d+\.\d+/.exec(member.Tags['build'] ?? '')?.[0] ?? '' }])),
       promote: (id) => raft.changeConfiguration({ op: 'promote', id }),
       forceLeave: (name) => this.membership?.forceLeave('lan', name, false),
       nowMs: Date.now,
@@ -344,6 +343,11 @@ export class Agent {
         (error: unknown) => this.logger.warn('barrier after gaining leadership failed', { error: String(error) }),
       );
     });
+  }
+
+  private autopilotHealth(): OperatorHealthJson {
+    if (this.autopilot === undefined) throw new HttpError(500, 'autopilot is not running');
+    return this.autopilot.health();
   }
 
   /** The server port's methods: Consul's (lib/endpoints_rpc.ts) and our discovery query. */
@@ -558,7 +562,7 @@ export class Agent {
       ];
       return paths.map(([path, methods]) => ({ path, methods, handler: refuse }));
     }
-    return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft)];
+    return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft, { health: () => this.autopilotHealth() })];
   }
 
   private signalLocalChange(): void {

@@ -18,9 +18,11 @@
 // (promotionsDue) over the leader's Raft status; Autopilot is the timer around it, running only
 // while this server leads.
 //
-// Not here (issue 9): server health and state in /v1/operator/autopilot/health and /state,
-// /configuration (the settings come from the agent's config, not from Raft), redundancy zones
-// and upgrade migrations (Enterprise).
+// Health (operatorHealth, /v1/operator/autopilot/health): every server of the configuration as
+// the leader sees it, with the stable-since times the loop keeps.
+//
+// Not here (issue 9): /v1/operator/autopilot/state and /configuration (the settings come from
+// the agent's config, not from Raft), redundancy zones and upgrade migrations (Enterprise).
 //
 // Invariants: only nonvoters present in the latest configuration are promoted, one change at a
 // time; a server's stable-since time is dropped the moment it is unhealthy; nothing is done by a
@@ -31,14 +33,18 @@
 // agent/consul/autopilot.go (RemoveFailedServer: a force-leave).
 
 import type { AutopilotConfig } from './config.js';
+import { formatDuration } from './duration.js';
 import type { Logger } from './log.js';
 import type { RaftServer } from './snapshot.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
 
-/** What promotion needs of the leader's Raft status (lib/raft.ts RaftStatus fits). */
+/** What autopilot needs of the leader's Raft status (lib/raft.ts RaftStatus fits). */
 export interface LeaderView {
+  /** The leader's own server ID. */
+  readonly id: string;
+  readonly term: number;
   readonly lastIndex: number;
   readonly configuration: { readonly servers: readonly RaftServer[] };
   /** Replication to each other server: its match index and ticks since it last answered. */
@@ -51,10 +57,8 @@ export interface AutopilotDeps {
   readonly status: () => LeaderView;
   /** Milliseconds per Raft tick (ticksSinceResponse × tickMs = time since last contact). */
   readonly tickMs: number;
-  /** IDs (the `id` tag) of the servers alive in the LAN pool. */
-  readonly aliveServerIds: () => ReadonlySet<string>;
-  /** The LAN pool's servers by ID: node name and serf status (1 alive, 3 left, 4 failed). */
-  readonly poolServers: () => ReadonlyMap<string, { readonly name: string; readonly status: number }>;
+  /** The LAN pool's servers by ID: node name, serf status (1 alive, 3 left, 4 failed), Consul version. */
+  readonly poolServers: () => ReadonlyMap<string, PoolServer>;
   readonly promote: (id: string) => Promise<void>;
   /** serf force-leave of a failed server (its leave then reaches the leader's reconcile). */
   readonly forceLeave: (name: string) => void;
@@ -65,41 +69,114 @@ export interface AutopilotDeps {
   readonly intervalMs?: number;
 }
 
+/** A server as the LAN pool shows it. */
+export interface PoolServer {
+  readonly name: string;
+  readonly status: number;
+  readonly version?: string;
+}
+
+/** api.ServerHealth, in its JSON field order. */
+export interface ServerHealthJson {
+  readonly ID: string;
+  readonly Name: string;
+  readonly Address: string;
+  readonly SerfStatus: string;
+  readonly Version: string;
+  readonly Leader: boolean;
+  readonly LastContact: string;
+  readonly LastTerm: number;
+  readonly LastIndex: number;
+  readonly Healthy: boolean;
+  readonly Voter: boolean;
+  readonly StableSince: string;
+}
+
+/** api.OperatorHealthReply. */
+export interface OperatorHealthJson {
+  readonly Healthy: boolean;
+  readonly FailureTolerance: number;
+  readonly Servers: readonly ServerHealthJson[];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Limits and constants
 
 /** How often the leader looks at its servers (raft-autopilot's update interval). */
 export const AUTOPILOT_INTERVAL_MS = 2_000;
+const VOTER = 0;
 const NONVOTER = 1;
+const SERF_ALIVE = 1;
+/** serf.MemberStatus.String(). */
+const SERF_STATUS_NAMES: readonly string[] = ['none', 'alive', 'leaving', 'left', 'failed'];
 
 // ---------------------------------------------------------------------------------------------
 // Exported API
 
 /**
- * Updates `healthySince` (server ID → when it became healthy, for nonvoters only) from the
- * leader's view and returns the nonvoters stable long enough to become voters.
+ * Updates `healthySince` (server ID → when it last became healthy; absent while unhealthy) for
+ * every server of the configuration and returns the nonvoters stable long enough to become
+ * voters. The leader is healthy while it is alive in the pool.
  */
 export function promotionsDue(view: LeaderView, aliveIds: ReadonlySet<string>, config: AutopilotConfig, tickMs: number, healthySince: Map<string, number>, nowMs: number): string[] {
-  const progress = new Map(view.progress.map((p) => [p.id, p]));
-  const nonvoters = view.configuration.servers.filter((server) => server.suffrage === NONVOTER);
+  const servers = view.configuration.servers;
   const due: string[] = [];
-  for (const id of [...healthySince.keys()]) if (!nonvoters.some((server) => server.id === id)) healthySince.delete(id);
-  for (const server of nonvoters) {
-    const replication = progress.get(server.id);
-    const isHealthy =
-      aliveIds.has(server.id) &&
-      replication !== undefined &&
-      replication.ticksSinceResponse * tickMs <= config.lastContactThresholdMs &&
-      view.lastIndex - replication.match <= config.maxTrailingLogs;
-    if (!isHealthy) {
+  for (const id of [...healthySince.keys()]) if (!servers.some((server) => server.id === id)) healthySince.delete(id);
+  for (const server of servers) {
+    if (!isServerHealthy(view, server.id, aliveIds, config, tickMs)) {
       healthySince.delete(server.id);
       continue;
     }
     const since = healthySince.get(server.id) ?? nowMs;
     healthySince.set(server.id, since);
-    if (nowMs - since >= config.serverStabilizationTimeMs) due.push(server.id);
+    if (server.suffrage === NONVOTER && nowMs - since >= config.serverStabilizationTimeMs) due.push(server.id);
   }
   return due.sort();
+}
+
+/**
+ * The autopilot health reply (Consul's Operator.ServerHealth): every server of the
+ * configuration with its health and stable-since time, the cluster healthy when every server
+ * is, and the failure tolerance: how many healthy voters could fail with a quorum left.
+ */
+export function operatorHealth(view: LeaderView, pool: ReadonlyMap<string, PoolServer>, config: AutopilotConfig, tickMs: number, healthySince: ReadonlyMap<string, number>, nowMs: number): OperatorHealthJson {
+  const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE).map(([id]) => id));
+  const progress = new Map(view.progress.map((p) => [p.id, p]));
+  const servers = view.configuration.servers.map((server): ServerHealthJson => {
+    const member = pool.get(server.id);
+    const isLeader = server.id === view.id;
+    const replication = progress.get(server.id);
+    const lastContactMs = isLeader ? 0 : (replication?.ticksSinceResponse ?? 0) * tickMs;
+    const isHealthy = isServerHealthy(view, server.id, aliveIds, config, tickMs);
+    const since = healthySince.get(server.id) ?? nowMs;
+    return {
+      ID: server.id,
+      Name: member?.name ?? '',
+      Address: server.address,
+      SerfStatus: SERF_STATUS_NAMES[member?.status ?? 0] ?? 'none',
+      Version: member?.version ?? '',
+      Leader: isLeader,
+      LastContact: formatDuration(lastContactMs * 1e6),
+      LastTerm: view.term,
+      LastIndex: isLeader ? view.lastIndex : (replication?.match ?? 0),
+      Healthy: isHealthy,
+      Voter: server.suffrage === VOTER,
+      // Go's time.Round(time.Second).UTC() in RFC 3339.
+      StableSince: new Date(Math.round(since / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+    };
+  });
+  const voters = servers.filter((server) => server.Voter);
+  const quorum = Math.floor(voters.length / 2) + 1;
+  const healthyVoters = voters.filter((server) => server.Healthy).length;
+  return { Healthy: servers.every((server) => server.Healthy), FailureTolerance: Math.max(0, healthyVoters - quorum), Servers: servers };
+}
+
+/** Healthy as raft-autopilot judges: alive in the pool, heard from recently, not far behind. */
+function isServerHealthy(view: LeaderView, id: string, aliveIds: ReadonlySet<string>, config: AutopilotConfig, tickMs: number): boolean {
+  if (!aliveIds.has(id)) return false;
+  if (id === view.id) return true;
+  const replication = view.progress.find((p) => p.id === id);
+  return replication !== undefined && replication.ticksSinceResponse * tickMs <= config.lastContactThresholdMs && view.lastIndex - replication.match <= config.maxTrailingLogs;
 }
 
 const SERF_FAILED = 4;
@@ -155,6 +232,11 @@ export class Autopilot {
     this.healthySince.clear();
   }
 
+  /** /v1/operator/autopilot/health as of now (health is re-judged; stable-since times are the loop's). */
+  health(): OperatorHealthJson {
+    return operatorHealth(this.deps.status(), this.deps.poolServers(), this.deps.config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
+  }
+
   /**
    * One look: promotes the first stable nonvoter, or else cleans up dead servers (configuration
    * changes go one at a time).
@@ -164,7 +246,9 @@ export class Autopilot {
     this.isBusy = true;
     try {
       const view = this.deps.status();
-      const due = promotionsDue(view, this.deps.aliveServerIds(), this.deps.config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
+      const pool = this.deps.poolServers();
+      const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE).map(([id]) => id));
+      const due = promotionsDue(view, aliveIds, this.deps.config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
       const id = due[0];
       if (id !== undefined) {
         this.deps.logger.info('Promoting server', { id });
@@ -172,7 +256,7 @@ export class Autopilot {
         this.healthySince.delete(id);
         return;
       }
-      for (const name of deadServerCleanup(view.configuration.servers, this.deps.poolServers(), this.deps.config, this.deps.selfId)) {
+      for (const name of deadServerCleanup(view.configuration.servers, pool, this.deps.config, this.deps.selfId)) {
         this.deps.logger.info('Attempting removal of failed server node', { name });
         this.deps.forceLeave(name);
       }

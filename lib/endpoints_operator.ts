@@ -14,11 +14,14 @@
 // Consul, naming a server that is not in the configuration is an error (an operator typo), and
 // the request is a write: it waits for a leader like any write.
 //
+// GET /v1/operator/autopilot/health: autopilot's view of every server (lib/autopilot.ts), from
+// the leader; 200 when the cluster is healthy, 429 with the same body when it is not.
+//
 // POST /v1/operator/raft/transfer-leader[?id=] hands leadership to that voter, or to the most
 // up-to-date one (hashicorp LeadershipTransfer[ToServer], Consul's attemptLeadershipTransfer):
 // {"Success": true}, or a 500 with the reason (Consul's text for an ID it cannot find).
 //
-// What it does not do: autopilot (a later issue), ACLs (operator:read/write), forwarding to the
+// What it does not do: autopilot's /state and /configuration (issue 9), ACLs (operator:read/write), forwarding to the
 // leader (a follower answers with NOT_LEADER_PREFIX and the leader's address, as writes do).
 //
 // References: Consul agent/operator_endpoint.go (OperatorRaftConfiguration, OperatorRaftPeer),
@@ -31,6 +34,7 @@ import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import { goQuote } from './kvs.js';
 import { checkDatacenter, parseQueryOptions, raftErrorToHttp, readQuery, waitForLeader, type QueryOptions } from './query.js';
 import type { RaftStatus } from './raft.js';
+import type { OperatorHealthJson } from './autopilot.js';
 import { SUFFRAGE } from './raftconfig.js';
 import { TABLES, type NodeRecord } from './schema.js';
 
@@ -129,9 +133,10 @@ export async function operatorRaftRemovePeerByID(deps: EndpointDeps, raft: Opera
 // ---------------------------------------------------------------------------------------------
 // HTTP routes (agent/operator_endpoint.go)
 
-/** GET /v1/operator/raft/configuration and DELETE /v1/operator/raft/peer. */
-export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft): HttpRoute[] {
+/** The /v1/operator/raft/ routes, and /v1/operator/autopilot/health when `autopilot` is given. */
+export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft, autopilot?: { health(): OperatorHealthJson }): HttpRoute[] {
   return [
+    ...(autopilot ? [{ path: '/v1/operator/autopilot/health', methods: ['GET'], handler: (request: HttpRequest) => autopilotHealthRoute(deps, autopilot, request) }] : []),
     { path: '/v1/operator/raft/configuration', methods: ['GET'], handler: (request) => configurationRoute(deps, raft, request) },
     { path: '/v1/operator/raft/peer', methods: ['DELETE'], handler: (request) => peerRoute(deps, raft, request) },
     { path: '/v1/operator/raft/transfer-leader', methods: ['POST'], handler: (request) => transferLeaderRoute(deps, raft, request) },
@@ -157,6 +162,14 @@ async function peerRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRe
   else await operatorRaftRemovePeerByID(deps, raft, request.query.get('id') ?? '');
   // Consul's handler returns no object: 200 with an empty body.
   return { text: '' };
+}
+
+async function autopilotHealthRoute(deps: EndpointDeps, autopilot: { health(): OperatorHealthJson }, request: HttpRequest) {
+  checkDatacenter(request, deps.config.datacenter);
+  // Operator.ServerHealth always runs on the leader.
+  await requireLeader(deps);
+  const health = autopilot.health();
+  return { json: health, ...(health.Healthy ? {} : { status: 429 }) };
 }
 
 async function transferLeaderRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRequest) {

@@ -163,3 +163,16 @@ test('leadership transfer: POST only, to a named voter or any; an unknown ID is 
   assert.equal(failed.status, 500);
   assert.equal(failed.body, 'leadership transfer timed out');
 });
+
+test('autopilot health: 200 when healthy, 429 with the same body when not', async (t) => {
+  let healthy = true;
+  const reply = () => ({ Healthy: healthy, FailureTolerance: healthy ? 1 : 0, Servers: [] });
+  const api = await startApi(t, (deps) => operatorRoutes(deps, { status: () => api.raft.status(), leader: () => api.raft.leader(), peers: () => api.raft.peers(), removeServer: async () => undefined, transferLeadership: async () => undefined }, { health: reply }));
+  const ok = await api.request('GET', '/v1/operator/autopilot/health');
+  assert.equal(ok.status, 200);
+  assert.deepEqual(JSON.parse(ok.body), { Healthy: true, FailureTolerance: 1, Servers: [] });
+  healthy = false;
+  const sick = await api.request('GET', '/v1/operator/autopilot/health');
+  assert.equal(sick.status, 429);
+  assert.deepEqual(JSON.parse(sick.body), { Healthy: false, FailureTolerance: 0, Servers: [] });
+});

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Autopilot, deadServerCleanup, promotionsDue, type LeaderView } from '../lib/autopilot.js';
+import { Autopilot, deadServerCleanup, operatorHealth, promotionsDue, type LeaderView } from '../lib/autopilot.js';
 import type { AutopilotConfig } from '../lib/config.js';
 import { nullLogger } from '../lib/log.js';
 
@@ -14,6 +14,8 @@ const TICK_MS = 50;
 
 function view(match: number, ticksSinceResponse: number, suffrage: 0 | 1 = 1): LeaderView {
   return {
+    id: 'a',
+    term: 2,
     lastIndex: 1000,
     configuration: { servers: [{ id: 'a', address: 'a:8300', suffrage: 0 }, { id: 'b', address: 'b:8300', suffrage: 0 }, { id: 'n', address: 'n:8300', suffrage }] },
     progress: [{ id: 'b', match: 1000, ticksSinceResponse: 0 }, { id: 'n', match, ticksSinceResponse }],
@@ -44,12 +46,11 @@ describe('autopilot promotion', () => {
     }
   });
 
-  it('voters are never candidates, and a server that left the configuration is forgotten', () => {
+  it('voters are never candidates (their health is tracked all the same), and a server that left the configuration is forgotten', () => {
     const since = new Map<string, number>();
     assert.deepEqual(promotionsDue(view(1000, 0, 0), new Set(['a', 'b', 'n']), CONFIG, TICK_MS, since, 0), []);
-    assert.equal(since.size, 0);
-    promotionsDue(view(1000, 0), new Set(['a', 'b', 'n']), CONFIG, TICK_MS, since, 0);
-    assert.equal(since.size, 1);
+    assert.deepEqual(promotionsDue(view(1000, 0, 0), new Set(['a', 'b', 'n']), CONFIG, TICK_MS, since, 60_000), []);
+    assert.deepEqual([...since.keys()].sort(), ['a', 'b', 'n']);
     promotionsDue({ ...view(1000, 0), configuration: { servers: [] } }, new Set(), CONFIG, TICK_MS, since, 1);
     assert.equal(since.size, 0);
   });
@@ -63,8 +64,7 @@ describe('autopilot promotion', () => {
       isLeader: () => isLeader,
       status: () => ({ ...view(1000, 0), configuration: { servers: [...view(1000, 0).configuration.servers, { id: 'm', address: 'm:8300', suffrage: 1 }] }, progress: [...view(1000, 0).progress, { id: 'm', match: 1000, ticksSinceResponse: 0 }] }),
       tickMs: TICK_MS,
-      aliveServerIds: () => new Set(['a', 'b', 'm', 'n']),
-      poolServers: () => new Map(),
+      poolServers: () => new Map(['a', 'b', 'm', 'n'].map((id) => [id, { name: `node-${id}`, status: 1 }])),
       promote: async (id) => void promoted.push(id),
       forceLeave: () => assert.fail('nothing to clean up'),
       nowMs: () => nowMs,
@@ -106,5 +106,33 @@ describe('autopilot dead-server cleanup', () => {
     assert.deepEqual(deadServerCleanup(servers(5), five, { ...CONFIG, minQuorum: 5 }, 'v0'), []);
     assert.deepEqual(deadServerCleanup(servers(5), five, { ...CONFIG, minQuorum: 4 }, 'v0'), ['node-v4']);
     assert.deepEqual(deadServerCleanup(servers(5), five, { ...CONFIG, cleanupDeadServers: false }, 'v0'), []);
+  });
+});
+
+describe('autopilot health (/v1/operator/autopilot/health)', () => {
+  const pool = new Map([
+    ['a', { name: 'node-a', status: 1, version: '1.21.0' }],
+    ['b', { name: 'node-b', status: 1, version: '1.21.0' }],
+    ['n', { name: 'node-n', status: 4, version: '1.21.0' }],
+  ]);
+
+  it("api.OperatorHealthReply's shape: every server with its health, the leader marked, failure tolerance over healthy voters", () => {
+    const since = new Map([['a', 1_000], ['b', 1_400]]);
+    const reply = operatorHealth(view(990, 1, 0), pool, CONFIG, TICK_MS, since, 5_000);
+    assert.deepEqual(Object.keys(reply), ['Healthy', 'FailureTolerance', 'Servers']);
+    assert.deepEqual(Object.keys(reply.Servers[0]!), ['ID', 'Name', 'Address', 'SerfStatus', 'Version', 'Leader', 'LastContact', 'LastTerm', 'LastIndex', 'Healthy', 'Voter', 'StableSince']);
+    assert.deepEqual(reply.Servers[0], { ID: 'a', Name: 'node-a', Address: 'a:8300', SerfStatus: 'alive', Version: '1.21.0', Leader: true, LastContact: '0s', LastTerm: 2, LastIndex: 1000, Healthy: true, Voter: true, StableSince: '1970-01-01T00:00:01Z' });
+    assert.equal(reply.Servers[1]?.StableSince, '1970-01-01T00:00:01Z', 'rounded to the second');
+    // n failed in the pool: unhealthy; with three voters (quorum 2) and two healthy, tolerance 0.
+    assert.deepEqual({ serf: reply.Servers[2]?.SerfStatus, healthy: reply.Servers[2]?.Healthy, contact: reply.Servers[2]?.LastContact, index: reply.Servers[2]?.LastIndex }, { serf: 'failed', healthy: false, contact: '50ms', index: 990 });
+    assert.equal(reply.Healthy, false);
+    assert.equal(reply.FailureTolerance, 0);
+  });
+
+  it('all healthy: tolerance is healthy voters less the quorum', () => {
+    const alive = new Map([...pool].map(([id, member]) => [id, { ...member, status: 1 }]));
+    const reply = operatorHealth(view(1000, 0, 0), alive, CONFIG, TICK_MS, new Map(), 5_000);
+    assert.equal(reply.Healthy, true);
+    assert.equal(reply.FailureTolerance, 1);
   });
 });

@@ -269,6 +269,13 @@ test('a server joining a running cluster is added as a nonvoter and promoted onc
     // POST /v1/operator/raft/transfer-leader?id= hands leadership to the named server.
     const before = await waitFor('the leader', () => findLeader(servers));
     const leaderPort = ports[servers.findIndex((server) => server.address === before)]!.http;
+    // Autopilot's health on the leader: four healthy voters, one of which may fail.
+    const health = await waitFor('autopilot to see four healthy voters', async () => {
+      const reply = (await (await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/autopilot/health`)).json()) as { Healthy: boolean; FailureTolerance: number; Servers: { Name: string; Voter: boolean; Healthy: boolean; SerfStatus: string }[] };
+      return reply.Healthy && reply.Servers.length === 4 ? reply : undefined;
+    }, 10_000);
+    assert.equal(health.FailureTolerance, 1);
+    assert.deepEqual(health.Servers.map((server) => [server.Name, server.Voter, server.SerfStatus]).sort(), [['j0', true, 'alive'], ['j1', true, 'alive'], ['j2', true, 'alive'], ['j3', true, 'alive']]);
     const target = [first, second, third].find((server) => server.address !== before)!;
     const raftServers = ((await (await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/raft/configuration`)).json()) as { Servers: { ID: string; Node: string }[] }).Servers;
     const targetId = raftServers.find((server) => server.Node === target.name)!.ID;
