@@ -31,7 +31,7 @@ import { sessionRoutes } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LeaderReconciler, selfRegistration } from './leader.js';
-import { Autopilot, type OperatorHealthJson } from './autopilot.js';
+import { Autopilot, autopilotConfig, autopilotInputFromConfig, configFromAutopilotRecord, type OperatorHealthJson } from './autopilot.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
 import { decodeJsonBody } from './endpoints.js';
@@ -314,7 +314,10 @@ export class Agent {
     this.leaderReconciler = registration;
     registration.start();
     const autopilot = new Autopilot({
-      config: config.autopilot,
+      config: () => {
+        const stored = this.state.read((txn) => autopilotConfig(txn)).value;
+        return stored ? configFromAutopilotRecord(stored) : config.autopilot;
+      },
       isLeader: () => raft.isLeader,
       status: () => raft.status(),
       tickMs: raft.tickMs,
@@ -339,10 +342,22 @@ export class Agent {
           timers.start(deps);
           registration.leadershipChanged(true);
           autopilot.start();
+          void this.initializeAutopilotConfig(raft);
         },
         (error: unknown) => this.logger.warn('barrier after gaining leadership failed', { error: String(error) }),
       );
     });
+  }
+
+  /** Consul's getOrCreateAutopilotConfig: a new leader stores the agent's settings if Raft has none. */
+  private async initializeAutopilotConfig(raft: RaftNode): Promise<void> {
+    if (this.state.read((txn) => autopilotConfig(txn)).value !== undefined) return;
+    try {
+      // CAS on 0: a concurrent operator PUT wins.
+      await raft.apply(encodeCommand({ type: 'autopilot-set', config: autopilotInputFromConfig(this.config.autopilot), casIndex: 0 }));
+    } catch (error) {
+      this.logger.warn('failed to initialize the autopilot configuration', { error: String(error) });
+    }
   }
 
   private autopilotHealth(): OperatorHealthJson {

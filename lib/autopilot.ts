@@ -21,8 +21,13 @@
 // Health (operatorHealth, /v1/operator/autopilot/health): every server of the configuration as
 // the leader sees it, with the stable-since times the loop keeps.
 //
-// Not here (issue 9): /v1/operator/autopilot/state and /configuration (the settings come from
-// the agent's config, not from Raft), redundancy zones and upgrade migrations (Enterprise).
+// Settings: the servers share them through Raft (the `autopilot-config` table, Consul's
+// AutopilotRequestType command), so /v1/operator/autopilot/configuration changes them for the
+// whole cluster; a new leader writes the agent's `autopilot` config there when the table is empty
+// (Consul's getOrCreateAutopilotConfig), and the loop reads them at every look.
+//
+// Not here (issue 9): /v1/operator/autopilot/state; redundancy zones and upgrade migrations are
+// Enterprise features (their settings are stored and shown, and do nothing, as in Consul CE).
 //
 // Invariants: only nonvoters present in the latest configuration are promoted, one change at a
 // time; a server's stable-since time is dropped the moment it is unhealthy; nothing is done by a
@@ -33,7 +38,9 @@
 // agent/consul/autopilot.go (RemoveFailedServer: a force-leave).
 
 import type { AutopilotConfig } from './config.js';
-import { formatDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
+import type { ReadTxn, WriteTxn } from './memdb.js';
+import { TABLES, bumpTableIndex, tableIndex, type AutopilotConfigRecord, type QueryResult } from './schema.js';
 import type { Logger } from './log.js';
 import type { RaftServer } from './snapshot.js';
 
@@ -52,7 +59,8 @@ export interface LeaderView {
 }
 
 export interface AutopilotDeps {
-  readonly config: AutopilotConfig;
+  /** The settings in force (read at every look: they may change through Raft). */
+  readonly config: () => AutopilotConfig;
   readonly isLeader: () => boolean;
   readonly status: () => LeaderView;
   /** Milliseconds per Raft tick (ticksSinceResponse × tickMs = time since last contact). */
@@ -67,6 +75,23 @@ export interface AutopilotDeps {
   /** This server's ID: never cleaned up. */
   readonly selfId: string;
   readonly intervalMs?: number;
+}
+
+/** The settings as written through Raft: the record without its indexes (Config.ModifyIndex is the CAS index). */
+export type AutopilotConfigInput = Omit<AutopilotConfigRecord, 'CreateIndex' | 'ModifyIndex'>;
+
+/** api.AutopilotConfiguration: durations as Go duration strings. */
+export interface AutopilotConfigJson {
+  readonly CleanupDeadServers: boolean;
+  readonly LastContactThreshold: string;
+  readonly MaxTrailingLogs: number;
+  readonly MinQuorum: number;
+  readonly ServerStabilizationTime: string;
+  readonly RedundancyZoneTag: string;
+  readonly DisableUpgradeMigration: boolean;
+  readonly UpgradeVersionTag: string;
+  readonly CreateIndex: number;
+  readonly ModifyIndex: number;
 }
 
 /** A server as the LAN pool shows it. */
@@ -171,6 +196,120 @@ export function operatorHealth(view: LeaderView, pool: ReadonlyMap<string, PoolS
   return { Healthy: servers.every((server) => server.Healthy), FailureTolerance: Math.max(0, healthyVoters - quorum), Servers: servers };
 }
 
+/** The shared settings (AutopilotGetConfiguration). Index: the autopilot-config table. */
+export function autopilotConfig(txn: ReadTxn): QueryResult<AutopilotConfigRecord | undefined> {
+  return { index: tableIndex(txn, TABLES.autopilot), value: txn.first<AutopilotConfigRecord>(TABLES.autopilot, 'id', 'config') };
+}
+
+/**
+ * AutopilotSetConfig / AutopilotCASConfig: stores the settings at `index`; with `casIndex` only
+ * if the stored ModifyIndex equals it (0: only if none is stored). Returns whether it wrote.
+ */
+export function setAutopilotConfig(txn: WriteTxn, index: number, input: AutopilotConfigInput, casIndex?: number): boolean {
+  const existing = txn.first<AutopilotConfigRecord>(TABLES.autopilot, 'id', 'config');
+  if (casIndex !== undefined && (existing?.ModifyIndex ?? 0) !== casIndex) return false;
+  txn.insert<AutopilotConfigRecord>(TABLES.autopilot, { ...pickAutopilotInput(input), CreateIndex: existing?.CreateIndex ?? index, ModifyIndex: index });
+  bumpTableIndex(txn, TABLES.autopilot, index);
+  return true;
+}
+
+/** The agent's `autopilot` config block as the settings Raft stores. */
+export function autopilotInputFromConfig(config: AutopilotConfig): AutopilotConfigInput {
+  return {
+    CleanupDeadServers: config.cleanupDeadServers,
+    LastContactThreshold: config.lastContactThresholdMs * 1e6,
+    MaxTrailingLogs: config.maxTrailingLogs,
+    MinQuorum: config.minQuorum,
+    ServerStabilizationTime: config.serverStabilizationTimeMs * 1e6,
+    RedundancyZoneTag: '',
+    DisableUpgradeMigration: false,
+    UpgradeVersionTag: '',
+  };
+}
+
+/** The stored settings as the loop uses them. */
+export function configFromAutopilotRecord(record: AutopilotConfigInput): AutopilotConfig {
+  return {
+    cleanupDeadServers: record.CleanupDeadServers,
+    lastContactThresholdMs: record.LastContactThreshold / 1e6,
+    maxTrailingLogs: record.MaxTrailingLogs,
+    minQuorum: record.MinQuorum,
+    serverStabilizationTimeMs: record.ServerStabilizationTime / 1e6,
+  };
+}
+
+export function autopilotConfigJson(record: AutopilotConfigRecord): AutopilotConfigJson {
+  return {
+    CleanupDeadServers: record.CleanupDeadServers,
+    LastContactThreshold: formatDuration(record.LastContactThreshold),
+    MaxTrailingLogs: record.MaxTrailingLogs,
+    MinQuorum: record.MinQuorum,
+    ServerStabilizationTime: formatDuration(record.ServerStabilizationTime),
+    RedundancyZoneTag: record.RedundancyZoneTag,
+    DisableUpgradeMigration: record.DisableUpgradeMigration,
+    UpgradeVersionTag: record.UpgradeVersionTag,
+    CreateIndex: record.CreateIndex,
+    ModifyIndex: record.ModifyIndex,
+  };
+}
+
+/**
+ * A PUT body (api.AutopilotConfiguration) as Go's decoder reads it into the struct: missing
+ * fields are zero, durations are Go duration strings. Throws with Go's text on a bad field.
+ */
+export function parseAutopilotConfigBody(body: unknown): AutopilotConfigInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('json: cannot unmarshal non-object into Go value of type api.AutopilotConfiguration');
+  const fields = body as Record<string, unknown>;
+  const bool = (name: string): boolean => {
+    const value = fields[name];
+    if (value === undefined || value === null) return false;
+    if (typeof value !== 'boolean') throw new Error(`json: cannot unmarshal ${goJsonKind(value)} into Go struct field AutopilotConfiguration.${name} of type bool`);
+    return value;
+  };
+  const uint = (name: string): number => {
+    const value = fields[name];
+    if (value === undefined || value === null) return 0;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error(`json: cannot unmarshal ${goJsonKind(value)} into Go struct field AutopilotConfiguration.${name} of type uint64`);
+    return value;
+  };
+  const text = (name: string): string => {
+    const value = fields[name];
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') throw new Error(`json: cannot unmarshal ${goJsonKind(value)} into Go struct field AutopilotConfiguration.${name} of type string`);
+    return value;
+  };
+  const duration = (name: string): number => {
+    const value = fields[name];
+    if (value === undefined || value === null) return 0;
+    if (typeof value !== 'string') throw new Error(`json: cannot unmarshal ${goJsonKind(value)} into Go struct field AutopilotConfiguration.${name} of type api.ReadableDuration`);
+    return parseDuration(value);
+  };
+  return {
+    CleanupDeadServers: bool('CleanupDeadServers'),
+    LastContactThreshold: duration('LastContactThreshold'),
+    MaxTrailingLogs: uint('MaxTrailingLogs'),
+    MinQuorum: uint('MinQuorum'),
+    ServerStabilizationTime: duration('ServerStabilizationTime'),
+    RedundancyZoneTag: text('RedundancyZoneTag'),
+    DisableUpgradeMigration: bool('DisableUpgradeMigration'),
+    UpgradeVersionTag: text('UpgradeVersionTag'),
+  };
+}
+
+function pickAutopilotInput(input: AutopilotConfigInput): AutopilotConfigInput {
+  const { CleanupDeadServers, LastContactThreshold, MaxTrailingLogs, MinQuorum, ServerStabilizationTime, RedundancyZoneTag, DisableUpgradeMigration, UpgradeVersionTag } = input;
+  return { CleanupDeadServers, LastContactThreshold, MaxTrailingLogs, MinQuorum, ServerStabilizationTime, RedundancyZoneTag, DisableUpgradeMigration, UpgradeVersionTag };
+}
+
+/** How encoding/json names a JSON value's kind in an UnmarshalTypeError. */
+function goJsonKind(value: unknown): string {
+  if (typeof value === 'number') return 'number';
+  if (typeof value === 'string') return 'string';
+  if (typeof value === 'boolean') return 'bool';
+  if (Array.isArray(value)) return 'array';
+  return 'object';
+}
+
 /** Healthy as raft-autopilot judges: alive in the pool, heard from recently, not far behind. */
 function isServerHealthy(view: LeaderView, id: string, aliveIds: ReadonlySet<string>, config: AutopilotConfig, tickMs: number): boolean {
   if (!aliveIds.has(id)) return false;
@@ -234,7 +373,7 @@ export class Autopilot {
 
   /** /v1/operator/autopilot/health as of now (health is re-judged; stable-since times are the loop's). */
   health(): OperatorHealthJson {
-    return operatorHealth(this.deps.status(), this.deps.poolServers(), this.deps.config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
+    return operatorHealth(this.deps.status(), this.deps.poolServers(), this.deps.config(), this.deps.tickMs, this.healthySince, this.deps.nowMs());
   }
 
   /**
@@ -248,7 +387,8 @@ export class Autopilot {
       const view = this.deps.status();
       const pool = this.deps.poolServers();
       const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE).map(([id]) => id));
-      const due = promotionsDue(view, aliveIds, this.deps.config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
+      const config = this.deps.config();
+      const due = promotionsDue(view, aliveIds, config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
       const id = due[0];
       if (id !== undefined) {
         this.deps.logger.info('Promoting server', { id });
@@ -256,7 +396,7 @@ export class Autopilot {
         this.healthySince.delete(id);
         return;
       }
-      for (const name of deadServerCleanup(view.configuration.servers, pool, this.deps.config, this.deps.selfId)) {
+      for (const name of deadServerCleanup(view.configuration.servers, pool, config, this.deps.selfId)) {
         this.deps.logger.info('Attempting removal of failed server node', { name });
         this.deps.forceLeave(name);
       }

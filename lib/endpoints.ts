@@ -111,7 +111,7 @@ class JsonSyntaxError extends Error {}
  * Parses the first JSON value of `bytes` as Go's json.Decoder would, returning its value, or
  * Go's error text. Iterative (an explicit stack), so deep nesting cannot overflow ours.
  */
-function parseFirstJsonValue(bytes: Uint8Array): { value: unknown; error?: undefined } | { error: string } {
+export function parseFirstJsonValue(bytes: Uint8Array): { value: unknown; error?: undefined } | { error: string } {
   const parser = new JsonParser(bytes);
   if (parser.skipSpace() === bytes.length) return { value: undefined };
   try {

@@ -14,6 +14,12 @@
 // Consul, naming a server that is not in the configuration is an error (an operator typo), and
 // the request is a write: it waits for a leader like any write.
 //
+// GET /v1/operator/autopilot/configuration: autopilot's settings as Raft holds them (a new
+// leader stores the agent's `autopilot` config there), api.AutopilotConfiguration with Go
+// duration strings; before that, Consul's 500 `autopilot config not initialized yet`. PUT
+// replaces them for every server (missing fields are zero, as Go decodes them), answering
+// `true`, or with `?cas=<ModifyIndex>` whether it wrote.
+//
 // GET /v1/operator/autopilot/health: autopilot's view of every server (lib/autopilot.ts), from
 // the leader; 200 when the cluster is healthy, 429 with the same body when it is not.
 //
@@ -21,7 +27,7 @@
 // up-to-date one (hashicorp LeadershipTransfer[ToServer], Consul's attemptLeadershipTransfer):
 // {"Success": true}, or a 500 with the reason (Consul's text for an ID it cannot find).
 //
-// What it does not do: autopilot's /state and /configuration (issue 9), ACLs (operator:read/write), forwarding to the
+// What it does not do: autopilot's /state (issue 9), ACLs (operator:read/write), forwarding to the
 // leader (a follower answers with NOT_LEADER_PREFIX and the leader's address, as writes do).
 //
 // References: Consul agent/operator_endpoint.go (OperatorRaftConfiguration, OperatorRaftPeer),
@@ -34,7 +40,8 @@ import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import { goQuote } from './kvs.js';
 import { checkDatacenter, parseQueryOptions, raftErrorToHttp, readQuery, waitForLeader, type QueryOptions } from './query.js';
 import type { RaftStatus } from './raft.js';
-import type { OperatorHealthJson } from './autopilot.js';
+import { autopilotConfig, autopilotConfigJson, parseAutopilotConfigBody, type OperatorHealthJson } from './autopilot.js';
+import { parseFirstJsonValue } from './endpoints.js';
 import { SUFFRAGE } from './raftconfig.js';
 import { TABLES, type NodeRecord } from './schema.js';
 
@@ -137,6 +144,7 @@ export async function operatorRaftRemovePeerByID(deps: EndpointDeps, raft: Opera
 export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft, autopilot?: { health(): OperatorHealthJson }): HttpRoute[] {
   return [
     ...(autopilot ? [{ path: '/v1/operator/autopilot/health', methods: ['GET'], handler: (request: HttpRequest) => autopilotHealthRoute(deps, autopilot, request) }] : []),
+    { path: '/v1/operator/autopilot/configuration', methods: ['GET', 'PUT'], handler: (request) => autopilotConfigurationRoute(deps, request) },
     { path: '/v1/operator/raft/configuration', methods: ['GET'], handler: (request) => configurationRoute(deps, raft, request) },
     { path: '/v1/operator/raft/peer', methods: ['DELETE'], handler: (request) => peerRoute(deps, raft, request) },
     { path: '/v1/operator/raft/transfer-leader', methods: ['POST'], handler: (request) => transferLeaderRoute(deps, raft, request) },
@@ -164,6 +172,40 @@ async function peerRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRe
   return { text: '' };
 }
 
+async function autopilotConfigurationRoute(deps: EndpointDeps, request: HttpRequest) {
+  checkDatacenter(request, deps.config.datacenter);
+  if (request.method === 'GET') {
+    const options = parseQueryOptions(deps.query, request);
+    const { value } = await readQuery(deps.query, options, (txn) => autopilotConfig(txn));
+    if (value === undefined) throw new HttpError(500, AUTOPILOT_NOT_INITIALIZED_TEXT);
+    return { json: autopilotConfigJson(value) };
+  }
+  const parsed = parseFirstJsonValue(request.body);
+  if (parsed.error !== undefined || parsed.value === undefined) throw new HttpError(400, `Error parsing autopilot config: ${parsed.error ?? 'EOF'}`);
+  let config;
+  try {
+    config = parseAutopilotConfigBody(parsed.value);
+  } catch (error) {
+    throw new HttpError(400, `Error parsing autopilot config: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  let casIndex: number | undefined;
+  if (request.query.has('cas')) {
+    const text = request.query.get('cas') ?? '';
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new HttpError(400, `Error parsing cas value: strconv.ParseUint: parsing ${goQuote(text)}: invalid syntax`);
+    casIndex = Number(text);
+  }
+  await requireLeader(deps);
+  let result;
+  try {
+    result = await deps.apply(casIndex === undefined ? { type: 'autopilot-set', config } : { type: 'autopilot-set', config, casIndex });
+  } catch (error) {
+    throw raftErrorToHttp(error);
+  }
+  if (!result.ok) throw new HttpError(500, result.error.message);
+  // Only a CAS reports whether it wrote.
+  return { json: casIndex === undefined ? true : result.value === true };
+}
+
 async function autopilotHealthRoute(deps: EndpointDeps, autopilot: { health(): OperatorHealthJson }, request: HttpRequest) {
   checkDatacenter(request, deps.config.datacenter);
   // Operator.ServerHealth always runs on the leader.
@@ -187,6 +229,9 @@ async function transferLeaderRoute(deps: EndpointDeps, raft: OperatorRaft, reque
   // api.TransferLeaderResponse.
   return { json: { Success: true } };
 }
+
+/** Operator.AutopilotGetConfiguration before a leader stored the settings. */
+const AUTOPILOT_NOT_INITIALIZED_TEXT = 'autopilot config not initialized yet';
 
 /** A write: held until a leader is known (or rpc_hold_timeout), refused on a follower. */
 async function requireLeader(deps: EndpointDeps): Promise<void> {

@@ -34,6 +34,7 @@ import type { KvApplyOp, KvDirEntInput, TxnKvOp } from './kvs.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
 import { decode, encode, MsgpackError, MsgpackReader, MsgpackWriter } from './msgpack.js';
 import { StateError, STATE_SCHEMA, TABLES, type CoordinateRecord, type KvRecord } from './schema.js';
+import { setAutopilotConfig, type AutopilotConfigInput } from './autopilot.js';
 import * as sessions from './sessions.js';
 import type { SessionCreateRequest } from './sessions.js';
 import type { StateStore } from './state.js';
@@ -50,6 +51,7 @@ export const MESSAGE_TYPE = {
   tombstone: 5,
   coordinateBatchUpdate: 6,
   txn: 8,
+  autopilot: 9,
 } as const;
 
 export type Command =
@@ -60,7 +62,9 @@ export type Command =
   | { readonly type: 'session-destroy'; readonly id: string }
   | { readonly type: 'tombstone-reap'; readonly reapIndex: number }
   | { readonly type: 'coordinate-batch-update'; readonly updates: readonly CoordinateRecord[] }
-  | { readonly type: 'txn'; readonly ops: readonly TxnOp[] };
+  | { readonly type: 'txn'; readonly ops: readonly TxnOp[] }
+  /** AutopilotSetConfigRequest: with casIndex, only if the stored ModifyIndex equals it. */
+  | { readonly type: 'autopilot-set'; readonly config: AutopilotConfigInput; readonly casIndex?: number };
 
 /** What applying a command produced: a value for the client, or Consul's refusal. */
 export type ApplyResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: StateError };
@@ -105,6 +109,7 @@ const SNAPSHOT_TABLES = [
   [7, TABLES.sessionChecks],
   [8, TABLES.coordinates],
   [9, TABLES.index],
+  [10, TABLES.autopilot],
 ] as const;
 const TABLE_BY_FRAME = new Map<number, string>(SNAPSHOT_TABLES);
 
@@ -151,6 +156,7 @@ function commandPayload(command: Command): [number, unknown] {
     case 'tombstone-reap': return [MESSAGE_TYPE.tombstone, { Op: 'reap', ReapIndex: command.reapIndex }];
     case 'coordinate-batch-update': return [MESSAGE_TYPE.coordinateBatchUpdate, { Updates: command.updates }];
     case 'txn': return [MESSAGE_TYPE.txn, { Ops: command.ops }];
+    case 'autopilot-set': return [MESSAGE_TYPE.autopilot, { Config: { ...command.config, ModifyIndex: command.casIndex ?? 0 }, CAS: command.casIndex !== undefined }];
     default: {
       const unknown: never = command;
       throw new Error(`unhandled command ${JSON.stringify(unknown)}`);
@@ -174,6 +180,11 @@ function parseCommand(type: number, payload: unknown): Command {
     case MESSAGE_TYPE.tombstone: return { type: 'tombstone-reap', reapIndex: TOMBSTONE_REQUEST(payload, 'tombstone').ReapIndex };
     case MESSAGE_TYPE.coordinateBatchUpdate: return { type: 'coordinate-batch-update', updates: COORDINATE_BATCH(payload, 'coordinates').Updates };
     case MESSAGE_TYPE.txn: return { type: 'txn', ops: TXN_REQUEST(payload, 'txn').Ops };
+    case MESSAGE_TYPE.autopilot: {
+      const request = AUTOPILOT_REQUEST(payload, 'autopilot');
+      const { ModifyIndex: casIndex, ...config } = request.Config;
+      return request.CAS ? { type: 'autopilot-set', config, casIndex } : { type: 'autopilot-set', config };
+    }
     default: throw new FsmError('ERR_COMMAND_CORRUPT', `unknown message type ${type}`);
   }
 }
@@ -220,6 +231,7 @@ export class Fsm {
       case 'tombstone-reap': return state.write((txn) => kvs.reapTombstones(txn, index, command.reapIndex));
       case 'coordinate-batch-update': return state.write((txn) => catalog.coordinateBatchUpdate(txn, index, command.updates));
       case 'txn': return state.write((txn): TxnOpsResponse => catalog.txnApply(txn, index, command.ops, lockDelay), (response) => response.Errors === null);
+      case 'autopilot-set': return state.write((txn) => setAutopilotConfig(txn, index, command.config, command.casIndex));
       default: {
         const unknown: never = command;
         throw new Error(`unhandled command ${JSON.stringify(unknown)}`);
@@ -594,6 +606,11 @@ const TXN_OP: Shape<TxnOp> = (v, p) => {
   return { [kind]: shape((v as Record<string, unknown>)[kind], `${p}.${kind}`) } as TxnOp;
 };
 const TXN_REQUEST = object({ Ops: array(TXN_OP) });
+const AUTOPILOT_CONFIG = {
+  CleanupDeadServers: bool, LastContactThreshold: int, MaxTrailingLogs: int, MinQuorum: int, ServerStabilizationTime: int,
+  RedundancyZoneTag: str, DisableUpgradeMigration: bool, UpgradeVersionTag: str,
+};
+const AUTOPILOT_REQUEST = object({ Datacenter: optional(str), Config: object({ ...AUTOPILOT_CONFIG, ModifyIndex: int }), CAS: bool });
 
 /** A record shape plus an optional ModifyIndex (the CAS index a txn op carries). */
 function withModifyIndex<T>(shape: Shape<T>): Shape<T & { ModifyIndex?: number }> {
@@ -625,6 +642,7 @@ const RECORD_SHAPES = new Map<string, Shape<unknown>>([
   })],
   [TABLES.sessionChecks, object({ Node: str, CheckID: str, Session: str })],
   [TABLES.coordinates, COORDINATE_UPDATE],
+  [TABLES.autopilot, object({ ...AUTOPILOT_CONFIG, CreateIndex: int, ModifyIndex: int })],
   [TABLES.index, object({ Key: str, Value: int })],
 ]);
 

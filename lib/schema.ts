@@ -149,6 +149,23 @@ export interface CoordinateRecord {
   readonly Coord: Coordinate;
 }
 
+/**
+ * Autopilot's settings as the servers share them through Raft (structs.AutopilotConfig); the
+ * table holds at most one. Durations in nanoseconds, as Go's time.Duration.
+ */
+export interface AutopilotConfigRecord {
+  readonly CleanupDeadServers: boolean;
+  readonly LastContactThreshold: number;
+  readonly MaxTrailingLogs: number;
+  readonly MinQuorum: number;
+  readonly ServerStabilizationTime: number;
+  readonly RedundancyZoneTag: string;
+  readonly DisableUpgradeMigration: boolean;
+  readonly UpgradeVersionTag: string;
+  readonly CreateIndex: number;
+  readonly ModifyIndex: number;
+}
+
 /** The highest Raft index that changed a table. */
 export interface IndexRecord {
   readonly Key: string;
@@ -168,6 +185,7 @@ export const TABLES = {
   sessions: 'sessions',
   sessionChecks: 'session_checks',
   coordinates: 'coordinates',
+  autopilot: 'autopilot-config',
   index: 'index',
 } as const;
 
@@ -234,6 +252,12 @@ const coordinatesTable: TableSchema<CoordinateRecord> = {
   indexes: [compoundIndex('id', [(c) => c.Node, (c) => c.Segment], { isUnique: true, isLowercase: true }), stringIndex('node', (c) => c.Node, { isLowercase: true })],
 };
 
+/** One row: every record has the same key. */
+const autopilotTable: TableSchema<AutopilotConfigRecord> = {
+  name: TABLES.autopilot,
+  indexes: [stringIndex('id', () => 'config', { isUnique: true })],
+};
+
 const indexTable: TableSchema<IndexRecord> = {
   name: TABLES.index,
   indexes: [stringIndex('id', (i) => i.Key, { isUnique: true })],
@@ -241,7 +265,7 @@ const indexTable: TableSchema<IndexRecord> = {
 
 /** The whole state store schema. */
 export const STATE_SCHEMA: DbSchema = {
-  tables: [nodesTable, servicesTable, checksTable, kvsTable, tombstonesTable, sessionsTable, sessionChecksTable, coordinatesTable, indexTable],
+  tables: [nodesTable, servicesTable, checksTable, kvsTable, tombstonesTable, sessionsTable, sessionChecksTable, coordinatesTable, autopilotTable, indexTable],
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -176,3 +176,41 @@ test('autopilot health: 200 when healthy, 429 with the same body when not', asyn
   assert.equal(sick.status, 429);
   assert.deepEqual(JSON.parse(sick.body), { Healthy: false, FailureTolerance: 0, Servers: [] });
 });
+
+test('autopilot configuration: 500 until stored; PUT stores it (Go zero values for missing fields), CAS reports whether it wrote; bad bodies and cas values are 400s', async (t) => {
+  const { api } = await start(t);
+  const first = await api.request('GET', '/v1/operator/autopilot/configuration');
+  assert.equal(first.status, 500);
+  assert.equal(first.body, 'autopilot config not initialized yet');
+
+  const put = await api.request('PUT', '/v1/operator/autopilot/configuration', JSON.stringify({ CleanupDeadServers: true, LastContactThreshold: '200ms', MaxTrailingLogs: 250, ServerStabilizationTime: '10s' }));
+  assert.equal(put.status, 200);
+  assert.equal(put.body.trim(), 'true');
+  const got = await api.request('GET', '/v1/operator/autopilot/configuration');
+  assert.equal(got.status, 200);
+  const config = JSON.parse(got.body) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(config), ['CleanupDeadServers', 'LastContactThreshold', 'MaxTrailingLogs', 'MinQuorum', 'ServerStabilizationTime', 'RedundancyZoneTag', 'DisableUpgradeMigration', 'UpgradeVersionTag', 'CreateIndex', 'ModifyIndex']);
+  assert.deepEqual({ ...config, CreateIndex: 0, ModifyIndex: 0 }, { CleanupDeadServers: true, LastContactThreshold: '200ms', MaxTrailingLogs: 250, MinQuorum: 0, ServerStabilizationTime: '10s', RedundancyZoneTag: '', DisableUpgradeMigration: false, UpgradeVersionTag: '', CreateIndex: 0, ModifyIndex: 0 });
+  const modifyIndex = config['ModifyIndex'] as number;
+  assert.ok(modifyIndex > 0);
+
+  const stale = await api.request('PUT', `/v1/operator/autopilot/configuration?cas=${modifyIndex - 1}`, JSON.stringify({ MinQuorum: 3 }));
+  assert.equal(stale.body.trim(), 'false');
+  const fresh = await api.request('PUT', `/v1/operator/autopilot/configuration?cas=${modifyIndex}`, JSON.stringify({ MinQuorum: 3, LastContactThreshold: '1m30s' }));
+  assert.equal(fresh.body.trim(), 'true');
+  const after = JSON.parse((await api.request('GET', '/v1/operator/autopilot/configuration')).body) as Record<string, unknown>;
+  assert.deepEqual([after['MinQuorum'], after['LastContactThreshold'], after['CleanupDeadServers']], [3, '1m30s', false]);
+
+  const bad: [string, string, string][] = [
+    ['', '', 'Error parsing autopilot config: EOF'],
+    ['', '{"MinQuorum":', 'Error parsing autopilot config: unexpected EOF'],
+    ['', '{"LastContactThreshold":"soon"}', 'Error parsing autopilot config: time: invalid duration "soon"'],
+    ['', '{"MaxTrailingLogs":"many"}', 'Error parsing autopilot config: json: cannot unmarshal string into Go struct field AutopilotConfiguration.MaxTrailingLogs of type uint64'],
+    ['?cas=x', '{}', 'Error parsing cas value: strconv.ParseUint: parsing "x": invalid syntax'],
+  ];
+  for (const [query, body, text] of bad) {
+    const reply = await api.request('PUT', `/v1/operator/autopilot/configuration${query}`, body);
+    assert.equal(reply.status, 400, body);
+    assert.equal(reply.body, text);
+  }
+});

@@ -60,7 +60,7 @@ describe('autopilot promotion', () => {
     let nowMs = 0;
     const promoted: string[] = [];
     const autopilot = new Autopilot({
-      config: { ...CONFIG, serverStabilizationTimeMs: 0 },
+      config: () => ({ ...CONFIG, serverStabilizationTimeMs: 0 }),
       isLeader: () => isLeader,
       status: () => ({ ...view(1000, 0), configuration: { servers: [...view(1000, 0).configuration.servers, { id: 'm', address: 'm:8300', suffrage: 1 }] }, progress: [...view(1000, 0).progress, { id: 'm', match: 1000, ticksSinceResponse: 0 }] }),
       tickMs: TICK_MS,

@@ -275,6 +275,9 @@ test('a server joining a running cluster is added as a nonvoter and promoted onc
       return reply.Healthy && reply.Servers.length === 4 ? reply : undefined;
     }, 10_000);
     assert.equal(health.FailureTolerance, 1);
+    // The first leader stored the agents' autopilot settings in Raft; any server serves them.
+    const settings = (await (await fetch(`http://127.0.0.1:${ports[3]!.http}/v1/operator/autopilot/configuration?stale`)).json()) as { ServerStabilizationTime: string; CleanupDeadServers: boolean };
+    assert.deepEqual([settings.ServerStabilizationTime, settings.CleanupDeadServers], ['1s', true]);
     assert.deepEqual(health.Servers.map((server) => [server.Name, server.Voter, server.SerfStatus]).sort(), [['j0', true, 'alive'], ['j1', true, 'alive'], ['j2', true, 'alive'], ['j3', true, 'alive']]);
     const target = [first, second, third].find((server) => server.address !== before)!;
     const raftServers = ((await (await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/raft/configuration`)).json()) as { Servers: { ID: string; Node: string }[] }).Servers;

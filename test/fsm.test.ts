@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { autopilotConfig } from '../lib/autopilot.js';
 import { describe, test } from 'node:test';
 import { nodes, serviceNodes } from '../lib/catalog.js';
 import { COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, Fsm, FsmError, SNAPSHOT_MAGIC, type Command } from '../lib/fsm.js';
@@ -31,6 +32,8 @@ async function snapshotBytes(fsm: Fsm): Promise<Buffer> {
 }
 
 /** A random but valid sequence of commands touching every table. */
+const AUTOPILOT_SAMPLE = { CleanupDeadServers: true, LastContactThreshold: 200e6, MaxTrailingLogs: 250, MinQuorum: 0, ServerStabilizationTime: 10e9, RedundancyZoneTag: '', DisableUpgradeMigration: false, UpgradeVersionTag: '' };
+
 function randomCommands(seed: number, count: number): Command[] {
   const random = mulberry32(seed);
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)] as T;
@@ -60,6 +63,8 @@ function randomCommands(seed: number, count: number): Command[] {
       commands.push({ type: 'session-create', session: { ID: `0000000${i % 10}-0000-4000-8000-000000000000`, Name: 's', Node: node, NodeChecks: ['serfHealth'], ServiceChecks: [], LockDelay: 15e9, Behavior: pick(['release', 'delete']), TTL: '' } });
     } else if (roll < 0.8) {
       commands.push({ type: 'kvs', op: 'lock', entry: { Key: `locks/${i % 3}`, Value: bytes('held'), Session: `0000000${i % 10}-0000-4000-8000-000000000000` } });
+    } else if (roll < 0.72) {
+      commands.push({ type: 'autopilot-set', config: { ...AUTOPILOT_SAMPLE, MaxTrailingLogs: i } });
     } else if (roll < 0.85) {
       commands.push({ type: 'coordinate-batch-update', updates: [{ Node: node, Segment: '', Coord: { Vec: [0.1, 0, 0, 0, 0, 0, 0, random()], Error: 1.5, Adjustment: 0, Height: 1e-5 } }] });
     } else if (roll < 0.9) {
@@ -89,6 +94,8 @@ describe('commands', () => {
     { type: 'session-create', session: { ID: 'abc', Name: '', Node: 'n1', NodeChecks: ['serfHealth'], ServiceChecks: [{ ID: 'svc', Namespace: '' }], LockDelay: 15e9, Behavior: 'release', TTL: '30s' } },
     { type: 'session-destroy', id: 'abc' },
     { type: 'tombstone-reap', reapIndex: 42 },
+    { type: 'autopilot-set', config: AUTOPILOT_SAMPLE },
+    { type: 'autopilot-set', config: AUTOPILOT_SAMPLE, casIndex: 12 },
     { type: 'coordinate-batch-update', updates: [{ Node: 'n1', Segment: '', Coord: { Vec: [0.5, 0, 0, 0, 0, 0, 0, 0], Error: 1.5, Adjustment: 0, Height: 1e-5 } }] },
     { type: 'txn', ops: [{ KV: { Verb: 'get-tree', DirEnt: { Key: 'a/' } } }, { KV: { Verb: 'delete-cas', DirEnt: { Key: 'a/b', ModifyIndex: 7 } } }] },
     {
@@ -226,6 +233,18 @@ describe('apply', () => {
     assert.deepEqual(refused, { Results: null, Errors: [{ OpIndex: 2, What: 'service "web" on node "n1" doesn\'t exist' }] });
     assert.deepEqual(dumpState(fsm), before);
     assert.equal(fsm.state.read((txn) => nodes(txn)).value.length, 1);
+  });
+
+  test('autopilot settings: set, then CAS only against the stored ModifyIndex (0: only if none)', () => {
+    const fsm = newFsm();
+    assert.deepEqual(fsm.apply(1, encodeCommand({ type: 'autopilot-set', config: AUTOPILOT_SAMPLE, casIndex: 5 })), { ok: true, value: false });
+    assert.deepEqual(fsm.apply(2, encodeCommand({ type: 'autopilot-set', config: AUTOPILOT_SAMPLE, casIndex: 0 })), { ok: true, value: true });
+    assert.deepEqual(fsm.apply(3, encodeCommand({ type: 'autopilot-set', config: { ...AUTOPILOT_SAMPLE, MinQuorum: 3 }, casIndex: 0 })), { ok: true, value: false });
+    assert.deepEqual(fsm.apply(4, encodeCommand({ type: 'autopilot-set', config: { ...AUTOPILOT_SAMPLE, MinQuorum: 3 }, casIndex: 2 })), { ok: true, value: true });
+    assert.deepEqual(fsm.apply(5, encodeCommand({ type: 'autopilot-set', config: { ...AUTOPILOT_SAMPLE, MinQuorum: 5 } })), { ok: true, value: true });
+    const stored = fsm.state.read((txn) => autopilotConfig(txn));
+    assert.equal(stored.index, 5);
+    assert.deepEqual(stored.value, { ...AUTOPILOT_SAMPLE, MinQuorum: 5, CreateIndex: 2, ModifyIndex: 5 });
   });
 
   test('indexes must increase', () => {
