@@ -31,7 +31,7 @@ import { sessionRoutes } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LeaderReconciler, selfRegistration } from './leader.js';
-import { Autopilot, autopilotConfig, autopilotInputFromConfig, configFromAutopilotRecord, type OperatorHealthJson } from './autopilot.js';
+import { Autopilot, autopilotConfig, autopilotInputFromConfig, configFromAutopilotRecord, nodeMetaById } from './autopilot.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
 import { decodeJsonBody } from './endpoints.js';
@@ -360,9 +360,9 @@ export class Agent {
     }
   }
 
-  private autopilotHealth(): OperatorHealthJson {
+  private runningAutopilot(): Autopilot {
     if (this.autopilot === undefined) throw new HttpError(500, 'autopilot is not running');
-    return this.autopilot.health();
+    return this.autopilot;
   }
 
   /** The server port's methods: Consul's (lib/endpoints_rpc.ts) and our discovery query. */
@@ -577,7 +577,7 @@ export class Agent {
       ];
       return paths.map(([path, methods]) => ({ path, methods, handler: refuse }));
     }
-    return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft, { health: () => this.autopilotHealth() })];
+    return [...kvRoutes(deps), ...txnRoutes(deps), ...sessionRoutes(deps, this.sessionTimers), ...catalogRoutes(deps), ...healthRoutes(deps), ...operatorRoutes(deps, raft, { health: () => this.runningAutopilot().health(), state: () => this.runningAutopilot().state((id) => this.state.read((txn) => ({ index: 0, value: nodeMetaById(txn, id) })).value) })];
   }
 
   private signalLocalChange(): void {

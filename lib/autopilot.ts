@@ -18,16 +18,17 @@
 // (promotionsDue) over the leader's Raft status; Autopilot is the timer around it, running only
 // while this server leads.
 //
-// Health (operatorHealth, /v1/operator/autopilot/health): every server of the configuration as
-// the leader sees it, with the stable-since times the loop keeps.
+// Health and state (operatorHealth, operatorState: /v1/operator/autopilot/health and /state):
+// every server of the configuration as the leader sees it, with the stable-since times the loop
+// keeps.
 //
 // Settings: the servers share them through Raft (the `autopilot-config` table, Consul's
 // AutopilotRequestType command), so /v1/operator/autopilot/configuration changes them for the
 // whole cluster; a new leader writes the agent's `autopilot` config there when the table is empty
 // (Consul's getOrCreateAutopilotConfig), and the loop reads them at every look.
 //
-// Not here (issue 9): /v1/operator/autopilot/state; redundancy zones and upgrade migrations are
-// Enterprise features (their settings are stored and shown, and do nothing, as in Consul CE).
+// Not here: redundancy zones and upgrade migrations, Enterprise features (their settings are
+// stored and shown, and do nothing, as in Consul CE).
 //
 // Invariants: only nonvoters present in the latest configuration are promoted, one change at a
 // time; a server's stable-since time is dropped the moment it is unhealthy; nothing is done by a
@@ -40,7 +41,7 @@
 import type { AutopilotConfig } from './config.js';
 import { formatDuration, parseDuration } from './duration.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
-import { TABLES, bumpTableIndex, tableIndex, type AutopilotConfigRecord, type QueryResult } from './schema.js';
+import { TABLES, bumpTableIndex, tableIndex, type AutopilotConfigRecord, type NodeRecord, type QueryResult } from './schema.js';
 import type { Logger } from './log.js';
 import type { RaftServer } from './snapshot.js';
 
@@ -117,6 +118,34 @@ export interface ServerHealthJson {
   readonly StableSince: string;
 }
 
+/** api.AutopilotServer, in its JSON field order (CE: no zone or upgrade fields). */
+export interface AutopilotServerJson {
+  readonly ID: string;
+  readonly Name: string;
+  readonly Address: string;
+  readonly NodeStatus: string;
+  readonly Version: string;
+  readonly LastContact: string;
+  readonly LastTerm: number;
+  readonly LastIndex: number;
+  readonly Healthy: boolean;
+  readonly StableSince: string;
+  readonly ReadReplica: boolean;
+  readonly Status: string;
+  readonly Meta: Readonly<Record<string, string>>;
+  readonly NodeType: string;
+}
+
+/** api.AutopilotState as Consul CE fills it. */
+export interface AutopilotStateJson {
+  readonly Healthy: boolean;
+  readonly FailureTolerance: number;
+  readonly OptimisticFailureTolerance: number;
+  readonly Servers: Readonly<Record<string, AutopilotServerJson>>;
+  readonly Leader: string;
+  readonly Voters: readonly string[];
+}
+
 /** api.OperatorHealthReply. */
 export interface OperatorHealthJson {
   readonly Healthy: boolean;
@@ -132,8 +161,11 @@ export const AUTOPILOT_INTERVAL_MS = 2_000;
 const VOTER = 0;
 const NONVOTER = 1;
 const SERF_ALIVE = 1;
-/** serf.MemberStatus.String(). */
-const SERF_STATUS_NAMES: readonly string[] = ['none', 'alive', 'leaving', 'left', 'failed'];
+const SERF_FAILED = 4;
+const SERF_LEAVING = 2;
+const SERF_LEFT = 3;
+/** raft-autopilot's RaftState by suffrage (voter, nonvoter, staging); the leader is "leader". */
+const RAFT_STATUS_NAMES: readonly string[] = ['voter', 'non-voter', 'staging'];
 
 // ---------------------------------------------------------------------------------------------
 // Exported API
@@ -159,41 +191,119 @@ export function promotionsDue(view: LeaderView, aliveIds: ReadonlySet<string>, c
   return due.sort();
 }
 
+/** One server as the leader's autopilot judges it (raft-autopilot's ServerState). */
+interface ServerState {
+  readonly server: RaftServer;
+  readonly member: PoolServer | undefined;
+  readonly isLeader: boolean;
+  readonly lastContactMs: number;
+  readonly lastIndex: number;
+  readonly isHealthy: boolean;
+  readonly stableSinceMs: number;
+}
+
+/** Every server of the configuration, and the cluster's health and failure tolerance. */
+function clusterState(view: LeaderView, pool: ReadonlyMap<string, PoolServer>, config: AutopilotConfig, tickMs: number, healthySince: ReadonlyMap<string, number>, nowMs: number): { servers: ServerState[]; isHealthy: boolean; failureTolerance: number } {
+  const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE || member.status === SERF_LEAVING).map(([id]) => id));
+  const progress = new Map(view.progress.map((p) => [p.id, p]));
+  const servers = view.configuration.servers.map((server): ServerState => {
+    const isLeader = server.id === view.id;
+    const replication = progress.get(server.id);
+    return {
+      server,
+      member: pool.get(server.id),
+      isLeader,
+      lastContactMs: isLeader ? 0 : (replication?.ticksSinceResponse ?? 0) * tickMs,
+      lastIndex: isLeader ? view.lastIndex : (replication?.match ?? 0),
+      isHealthy: isServerHealthy(view, server.id, aliveIds, config, tickMs),
+      stableSinceMs: healthySince.get(server.id) ?? nowMs,
+    };
+  });
+  const voters = servers.filter((state) => state.server.suffrage === VOTER);
+  const quorum = Math.floor(voters.length / 2) + 1;
+  const healthyVoters = voters.filter((state) => state.isHealthy).length;
+  return { servers, isHealthy: servers.every((state) => state.isHealthy), failureTolerance: Math.max(0, healthyVoters - quorum) };
+}
+
 /**
  * The autopilot health reply (Consul's Operator.ServerHealth): every server of the
  * configuration with its health and stable-since time, the cluster healthy when every server
  * is, and the failure tolerance: how many healthy voters could fail with a quorum left.
  */
 export function operatorHealth(view: LeaderView, pool: ReadonlyMap<string, PoolServer>, config: AutopilotConfig, tickMs: number, healthySince: ReadonlyMap<string, number>, nowMs: number): OperatorHealthJson {
-  const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE).map(([id]) => id));
-  const progress = new Map(view.progress.map((p) => [p.id, p]));
-  const servers = view.configuration.servers.map((server): ServerHealthJson => {
-    const member = pool.get(server.id);
-    const isLeader = server.id === view.id;
-    const replication = progress.get(server.id);
-    const lastContactMs = isLeader ? 0 : (replication?.ticksSinceResponse ?? 0) * tickMs;
-    const isHealthy = isServerHealthy(view, server.id, aliveIds, config, tickMs);
-    const since = healthySince.get(server.id) ?? nowMs;
-    return {
-      ID: server.id,
-      Name: member?.name ?? '',
-      Address: server.address,
-      SerfStatus: SERF_STATUS_NAMES[member?.status ?? 0] ?? 'none',
-      Version: member?.version ?? '',
-      Leader: isLeader,
-      LastContact: formatDuration(lastContactMs * 1e6),
+  const cluster = clusterState(view, pool, config, tickMs, healthySince, nowMs);
+  const servers = cluster.servers.map((state): ServerHealthJson => ({
+    ID: state.server.id,
+    Name: state.member?.name ?? '',
+    Address: state.server.address,
+    SerfStatus: nodeStatus(state.member) === 'unknown' ? 'none' : nodeStatus(state.member),
+    Version: state.member?.version ?? '',
+    Leader: state.isLeader,
+    LastContact: formatDuration(state.lastContactMs * 1e6),
+    LastTerm: view.term,
+    LastIndex: state.lastIndex,
+    Healthy: state.isHealthy,
+    Voter: state.server.suffrage === VOTER,
+    // Go's time.Round(time.Second).UTC() in RFC 3339.
+    StableSince: new Date(Math.round(state.stableSinceMs / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+  }));
+  return { Healthy: cluster.isHealthy, FailureTolerance: cluster.failureTolerance, Servers: servers };
+}
+
+/**
+ * The autopilot state reply (Consul's Operator.AutopilotState, api.AutopilotState as CE fills
+ * it): servers by ID with their Raft status and node meta, the leader, the voters; with no
+ * Enterprise features the optimistic failure tolerance is the failure tolerance.
+ */
+export function operatorState(view: LeaderView, pool: ReadonlyMap<string, PoolServer>, config: AutopilotConfig, tickMs: number, healthySince: ReadonlyMap<string, number>, nowMs: number, nodeMeta: (id: string) => Readonly<Record<string, string>> | undefined): AutopilotStateJson {
+  const cluster = clusterState(view, pool, config, tickMs, healthySince, nowMs);
+  const servers: Record<string, AutopilotServerJson> = {};
+  for (const state of cluster.servers) {
+    servers[state.server.id] = {
+      ID: state.server.id,
+      Name: state.member?.name ?? '',
+      Address: state.server.address,
+      NodeStatus: nodeStatus(state.member),
+      Version: state.member?.version ?? '',
+      LastContact: formatDuration(state.lastContactMs * 1e6),
       LastTerm: view.term,
-      LastIndex: isLeader ? view.lastIndex : (replication?.match ?? 0),
-      Healthy: isHealthy,
-      Voter: server.suffrage === VOTER,
-      // Go's time.Round(time.Second).UTC() in RFC 3339.
-      StableSince: new Date(Math.round(since / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+      LastIndex: state.lastIndex,
+      Healthy: state.isHealthy,
+      StableSince: new Date(state.stableSinceMs).toISOString(),
+      ReadReplica: false,
+      Status: state.isLeader ? 'leader' : (RAFT_STATUS_NAMES[state.server.suffrage] ?? 'none'),
+      Meta: { ...(nodeMeta(state.server.id) ?? {}) },
+      NodeType: 'voter',
     };
-  });
-  const voters = servers.filter((server) => server.Voter);
-  const quorum = Math.floor(voters.length / 2) + 1;
-  const healthyVoters = voters.filter((server) => server.Healthy).length;
-  return { Healthy: servers.every((server) => server.Healthy), FailureTolerance: Math.max(0, healthyVoters - quorum), Servers: servers };
+  }
+  return {
+    Healthy: cluster.isHealthy,
+    FailureTolerance: cluster.failureTolerance,
+    OptimisticFailureTolerance: cluster.failureTolerance,
+    Servers: servers,
+    Leader: view.id,
+    Voters: cluster.servers.filter((state) => state.server.suffrage === VOTER).map((state) => state.server.id),
+  };
+}
+
+/** raft-autopilot's NodeStatus from the serf member: leaving counts as alive. */
+function nodeStatus(member: PoolServer | undefined): string {
+  switch (member?.status) {
+    case SERF_ALIVE:
+    case SERF_LEAVING:
+      return 'alive';
+    case SERF_LEFT:
+      return 'left';
+    case SERF_FAILED:
+      return 'failed';
+    default:
+      return 'unknown';
+  }
+}
+
+/** A server's catalog node meta, found by its node ID (Consul's autopilotServerFromMetadata). */
+export function nodeMetaById(txn: ReadTxn, id: string): Readonly<Record<string, string>> | undefined {
+  return txn.first<NodeRecord>(TABLES.nodes, 'uuid', id)?.Meta;
 }
 
 /** The shared settings (AutopilotGetConfiguration). Index: the autopilot-config table. */
@@ -318,7 +428,6 @@ function isServerHealthy(view: LeaderView, id: string, aliveIds: ReadonlySet<str
   return replication !== undefined && replication.ticksSinceResponse * tickMs <= config.lastContactThresholdMs && view.lastIndex - replication.match <= config.maxTrailingLogs;
 }
 
-const SERF_FAILED = 4;
 
 /**
  * raft-autopilot's pruneDeadServers for failed servers: the node names to force-leave, nonvoters
@@ -374,6 +483,11 @@ export class Autopilot {
   /** /v1/operator/autopilot/health as of now (health is re-judged; stable-since times are the loop's). */
   health(): OperatorHealthJson {
     return operatorHealth(this.deps.status(), this.deps.poolServers(), this.deps.config(), this.deps.tickMs, this.healthySince, this.deps.nowMs());
+  }
+
+  /** /v1/operator/autopilot/state as of now; `nodeMeta` finds a server's catalog node meta by node ID. */
+  state(nodeMeta: (id: string) => Readonly<Record<string, string>> | undefined): AutopilotStateJson {
+    return operatorState(this.deps.status(), this.deps.poolServers(), this.deps.config(), this.deps.tickMs, this.healthySince, this.deps.nowMs(), nodeMeta);
   }
 
   /**

@@ -22,12 +22,14 @@
 //
 // GET /v1/operator/autopilot/health: autopilot's view of every server (lib/autopilot.ts), from
 // the leader; 200 when the cluster is healthy, 429 with the same body when it is not.
+// GET /v1/operator/autopilot/state: the same view in api.AutopilotState's shape (servers by ID,
+// Raft status, node meta, leader, voters).
 //
 // POST /v1/operator/raft/transfer-leader[?id=] hands leadership to that voter, or to the most
 // up-to-date one (hashicorp LeadershipTransfer[ToServer], Consul's attemptLeadershipTransfer):
 // {"Success": true}, or a 500 with the reason (Consul's text for an ID it cannot find).
 //
-// What it does not do: autopilot's /state (issue 9), ACLs (operator:read/write), forwarding to the
+// What it does not do: ACLs (operator:read/write), forwarding to the
 // leader (a follower answers with NOT_LEADER_PREFIX and the leader's address, as writes do).
 //
 // References: Consul agent/operator_endpoint.go (OperatorRaftConfiguration, OperatorRaftPeer),
@@ -40,7 +42,7 @@ import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import { goQuote } from './kvs.js';
 import { checkDatacenter, parseQueryOptions, raftErrorToHttp, readQuery, waitForLeader, type QueryOptions } from './query.js';
 import type { RaftStatus } from './raft.js';
-import { autopilotConfig, autopilotConfigJson, parseAutopilotConfigBody, type OperatorHealthJson } from './autopilot.js';
+import { autopilotConfig, autopilotConfigJson, parseAutopilotConfigBody, type AutopilotStateJson, type OperatorHealthJson } from './autopilot.js';
 import { parseFirstJsonValue } from './endpoints.js';
 import { SUFFRAGE } from './raftconfig.js';
 import { TABLES, type NodeRecord } from './schema.js';
@@ -140,10 +142,21 @@ export async function operatorRaftRemovePeerByID(deps: EndpointDeps, raft: Opera
 // ---------------------------------------------------------------------------------------------
 // HTTP routes (agent/operator_endpoint.go)
 
-/** The /v1/operator/raft/ routes, and /v1/operator/autopilot/health when `autopilot` is given. */
-export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft, autopilot?: { health(): OperatorHealthJson }): HttpRoute[] {
+/** What the autopilot routes read from the leader's autopilot (lib/autopilot.ts). */
+export interface OperatorAutopilot {
+  health(): OperatorHealthJson;
+  state(): AutopilotStateJson;
+}
+
+/** The /v1/operator/raft/ and /v1/operator/autopilot/ routes (health and state only when `autopilot` is given). */
+export function operatorRoutes(deps: EndpointDeps, raft: OperatorRaft, autopilot?: OperatorAutopilot): HttpRoute[] {
   return [
-    ...(autopilot ? [{ path: '/v1/operator/autopilot/health', methods: ['GET'], handler: (request: HttpRequest) => autopilotHealthRoute(deps, autopilot, request) }] : []),
+    ...(autopilot
+      ? [
+          { path: '/v1/operator/autopilot/health', methods: ['GET'], handler: (request: HttpRequest) => autopilotHealthRoute(deps, autopilot, request) },
+          { path: '/v1/operator/autopilot/state', methods: ['GET'], handler: (request: HttpRequest) => autopilotStateRoute(deps, autopilot, request) },
+        ]
+      : []),
     { path: '/v1/operator/autopilot/configuration', methods: ['GET', 'PUT'], handler: (request) => autopilotConfigurationRoute(deps, request) },
     { path: '/v1/operator/raft/configuration', methods: ['GET'], handler: (request) => configurationRoute(deps, raft, request) },
     { path: '/v1/operator/raft/peer', methods: ['DELETE'], handler: (request) => peerRoute(deps, raft, request) },
@@ -206,7 +219,14 @@ async function autopilotConfigurationRoute(deps: EndpointDeps, request: HttpRequ
   return { json: casIndex === undefined ? true : result.value === true };
 }
 
-async function autopilotHealthRoute(deps: EndpointDeps, autopilot: { health(): OperatorHealthJson }, request: HttpRequest) {
+async function autopilotStateRoute(deps: EndpointDeps, autopilot: OperatorAutopilot, request: HttpRequest) {
+  checkDatacenter(request, deps.config.datacenter);
+  // Operator.AutopilotState always runs on the leader.
+  await requireLeader(deps);
+  return { json: autopilot.state() };
+}
+
+async function autopilotHealthRoute(deps: EndpointDeps, autopilot: OperatorAutopilot, request: HttpRequest) {
   checkDatacenter(request, deps.config.datacenter);
   // Operator.ServerHealth always runs on the leader.
   await requireLeader(deps);

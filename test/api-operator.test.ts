@@ -164,10 +164,10 @@ test('leadership transfer: POST only, to a named voter or any; an unknown ID is 
   assert.equal(failed.body, 'leadership transfer timed out');
 });
 
-test('autopilot health: 200 when healthy, 429 with the same body when not', async (t) => {
+test('autopilot health: 200 when healthy, 429 with the same body when not; state: 200', async (t) => {
   let healthy = true;
   const reply = () => ({ Healthy: healthy, FailureTolerance: healthy ? 1 : 0, Servers: [] });
-  const api = await startApi(t, (deps) => operatorRoutes(deps, { status: () => api.raft.status(), leader: () => api.raft.leader(), peers: () => api.raft.peers(), removeServer: async () => undefined, transferLeadership: async () => undefined }, { health: reply }));
+  const api = await startApi(t, (deps) => operatorRoutes(deps, { status: () => api.raft.status(), leader: () => api.raft.leader(), peers: () => api.raft.peers(), removeServer: async () => undefined, transferLeadership: async () => undefined }, { health: reply, state: () => ({ Healthy: healthy, FailureTolerance: 0, OptimisticFailureTolerance: 0, Servers: {}, Leader: 'a', Voters: ['a'] }) }));
   const ok = await api.request('GET', '/v1/operator/autopilot/health');
   assert.equal(ok.status, 200);
   assert.deepEqual(JSON.parse(ok.body), { Healthy: true, FailureTolerance: 1, Servers: [] });
@@ -175,6 +175,10 @@ test('autopilot health: 200 when healthy, 429 with the same body when not', asyn
   const sick = await api.request('GET', '/v1/operator/autopilot/health');
   assert.equal(sick.status, 429);
   assert.deepEqual(JSON.parse(sick.body), { Healthy: false, FailureTolerance: 0, Servers: [] });
+  // /state is always 200, healthy or not.
+  const state = await api.request('GET', '/v1/operator/autopilot/state');
+  assert.equal(state.status, 200);
+  assert.equal((JSON.parse(state.body) as { Leader: string }).Leader, 'a');
 });
 
 test('autopilot configuration: 500 until stored; PUT stores it (Go zero values for missing fields), CAS reports whether it wrote; bad bodies and cas values are 400s', async (t) => {

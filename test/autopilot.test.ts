@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Autopilot, deadServerCleanup, operatorHealth, promotionsDue, type LeaderView } from '../lib/autopilot.js';
+import { Autopilot, deadServerCleanup, operatorHealth, operatorState, promotionsDue, type LeaderView } from '../lib/autopilot.js';
 import type { AutopilotConfig } from '../lib/config.js';
 import { nullLogger } from '../lib/log.js';
 
@@ -134,5 +134,25 @@ describe('autopilot health (/v1/operator/autopilot/health)', () => {
     const reply = operatorHealth(view(1000, 0, 0), alive, CONFIG, TICK_MS, new Map(), 5_000);
     assert.equal(reply.Healthy, true);
     assert.equal(reply.FailureTolerance, 1);
+  });
+});
+
+describe('autopilot state (/v1/operator/autopilot/state)', () => {
+  it("api.AutopilotState as Consul CE fills it: servers by ID with Raft status and node meta; a leaving member is alive", () => {
+    const pool = new Map([
+      ['a', { name: 'node-a', status: 1, version: '1.21.0' }],
+      ['b', { name: 'node-b', status: 2, version: '1.21.0' }],
+      ['n', { name: 'node-n', status: 1, version: '1.21.0' }],
+    ]);
+    const meta = (id: string) => (id === 'a' ? { 'consul-version': '1.21.0' } : undefined);
+    const state = operatorState(view(1000, 0), pool, CONFIG, TICK_MS, new Map([['a', 1_500]]), 5_000, meta);
+    assert.deepEqual(Object.keys(state), ['Healthy', 'FailureTolerance', 'OptimisticFailureTolerance', 'Servers', 'Leader', 'Voters']);
+    assert.deepEqual({ leader: state.Leader, voters: state.Voters, healthy: state.Healthy, tolerance: [state.FailureTolerance, state.OptimisticFailureTolerance] }, { leader: 'a', voters: ['a', 'b'], healthy: true, tolerance: [0, 0] });
+    assert.deepEqual(Object.keys(state.Servers), ['a', 'b', 'n']);
+    assert.deepEqual(state.Servers['a'], {
+      ID: 'a', Name: 'node-a', Address: 'a:8300', NodeStatus: 'alive', Version: '1.21.0', LastContact: '0s', LastTerm: 2, LastIndex: 1000,
+      Healthy: true, StableSince: '1970-01-01T00:00:01.500Z', ReadReplica: false, Status: 'leader', Meta: { 'consul-version': '1.21.0' }, NodeType: 'voter',
+    });
+    assert.deepEqual([state.Servers['b']?.NodeStatus, state.Servers['b']?.Status, state.Servers['n']?.Status, state.Servers['n']?.Meta], ['alive', 'voter', 'non-voter', {}]);
   });
 });
