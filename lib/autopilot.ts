@@ -388,10 +388,12 @@ export function parseAutopilotConfigBody(body: unknown): AutopilotConfigInput {
     if (typeof value !== 'string') throw new Error(`json: cannot unmarshal ${goJsonKind(value)} into Go struct field AutopilotConfiguration.${name} of type string`);
     return value;
   };
+  // api.ReadableDuration: a Go duration string, or a bare number of nanoseconds.
   const duration = (name: string): number => {
     const value = fields[name];
     if (value === undefined || value === null) return 0;
-    if (typeof value !== 'string') throw new Error(`json: cannot unmarshal ${goJsonKind(value)} into Go struct field AutopilotConfiguration.${name} of type api.ReadableDuration`);
+    if (typeof value === 'number') return Math.trunc(value);
+    if (typeof value !== 'string') throw new Error(`strconv.ParseFloat: parsing ${JSON.stringify(JSON.stringify(value))}: invalid syntax`);
     return parseDuration(value);
   };
   return {

@@ -204,12 +204,16 @@ test('autopilot configuration: 500 until stored; PUT stores it (Go zero values f
   assert.equal(fresh.body.trim(), 'true');
   const after = JSON.parse((await api.request('GET', '/v1/operator/autopilot/configuration')).body) as Record<string, unknown>;
   assert.deepEqual([after['MinQuorum'], after['LastContactThreshold'], after['CleanupDeadServers']], [3, '1m30s', false]);
+  // A bare number is nanoseconds, as api.ReadableDuration reads it.
+  await api.request('PUT', '/v1/operator/autopilot/configuration', JSON.stringify({ ServerStabilizationTime: 2500000000 }));
+  assert.equal((JSON.parse((await api.request('GET', '/v1/operator/autopilot/configuration')).body) as Record<string, unknown>)['ServerStabilizationTime'], '2.5s');
 
   const bad: [string, string, string][] = [
     ['', '', 'Error parsing autopilot config: EOF'],
     ['', '{"MinQuorum":', 'Error parsing autopilot config: unexpected EOF'],
     ['', '{"LastContactThreshold":"soon"}', 'Error parsing autopilot config: time: invalid duration "soon"'],
     ['', '{"MaxTrailingLogs":"many"}', 'Error parsing autopilot config: json: cannot unmarshal string into Go struct field AutopilotConfiguration.MaxTrailingLogs of type uint64'],
+    ['', '{"ServerStabilizationTime":true}', 'Error parsing autopilot config: strconv.ParseFloat: parsing "true": invalid syntax'],
     ['?cas=x', '{}', 'Error parsing cas value: strconv.ParseUint: parsing "x": invalid syntax'],
   ];
   for (const [query, body, text] of bad) {
