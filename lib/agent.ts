@@ -12,7 +12,7 @@
 // agent/agent_endpoint.go (AgentSelf), agent/status_endpoint.go.
 
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, availableParallelism, hostname, platform } from 'node:os';
 import { join } from 'node:path';
 import type { RuntimeConfig } from './config.js';
@@ -34,7 +34,9 @@ import { LeaderReconciler, selfRegistration } from './leader.js';
 import { Autopilot, autopilotConfig, autopilotInputFromConfig, configFromAutopilotRecord, nodeMetaById } from './autopilot.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
-import { decodeJsonBody } from './endpoints.js';
+import { decodeJsonBody, parseFirstJsonValue } from './endpoints.js';
+import { peersFromJson } from './raftconfig.js';
+import type { RaftServer } from './snapshot.js';
 import { DnsResolver, listenDns, type DnsListener } from './dns.js';
 import { localDnsCatalog, unreachableDnsCatalog } from './dnscatalog.js';
 import { Recursor } from './dnsrecursor.js';
@@ -61,6 +63,18 @@ const LEADERSHIP_TRANSFER_ATTEMPTS = 3;
 /** How long a leaving follower waits to be removed from the Raft configuration (Consul: 5 s). */
 const LEAVE_RAFT_REMOVAL_WAIT_MS = 5_000;
 const LEAVE_RAFT_REMOVAL_POLL_MS = 50;
+/** What peers.info says to an operator who finds it (our words; Consul writes its own). */
+const PEERS_INFO_TEXT = `This directory holds consul-ts's Raft data.
+
+For outage recovery, as in Consul, write peers.json here while every server is stopped: a JSON
+list of the servers that are to form the cluster, each {"id": "<node ID>", "address":
+"<ip>:<server port>", "non_voter": false}. On its next start a server applies that list as its
+Raft configuration and deletes the file. Use it only when a quorum of servers is lost for good:
+entries that were not committed may be applied.
+
+This file marks the directory as started by a version that reads peers.json; a peers.json found
+before it existed is deleted unread.
+`;
 
 /** The file in the data directory that keeps the node ID across restarts (Consul's name). */
 export const NODE_ID_FILE = 'node-id';
@@ -239,6 +253,8 @@ export class Agent {
     const { config } = this;
     const address = `${config.advertiseAddrLan}:${config.ports.server}`;
     const isBootstrapping = config.devMode || config.bootstrap;
+    const hasDataDir = config.dataDir !== '' && !config.devMode;
+    const recovery = hasDataDir ? this.peersJsonRecovery(join(config.dataDir, 'raft')) : undefined;
     const raft = await RaftNode.start({
       id: this.nodeId,
       address,
@@ -251,7 +267,19 @@ export class Agent {
       snapshotIntervalMs: config.raft.snapshotIntervalMs,
       trailingLogs: config.raft.trailingLogs,
       transport: { isExternallyAccepted: true },
+      ...(recovery === undefined ? {} : { recover: recovery.servers }),
+    }).catch((error: unknown) => {
+      throw recovery === undefined ? error : new Error(`recovery failed: ${error instanceof Error ? error.message : String(error)}`);
     });
+    if (recovery !== undefined) {
+      try {
+        rmSync(recovery.path);
+      } catch (error) {
+        await raft.shutdown();
+        throw new Error(`recovery failed to delete peers.json, please delete manually (see peers.info for details): ${String(error)}`);
+      }
+      this.logger.info('deleted peers.json file after successful recovery');
+    }
     this.raft = raft;
     this.startLeaderDuties(raft);
     this.rpc = await RpcServer.listen({
@@ -363,6 +391,37 @@ export class Agent {
   private runningAutopilot(): Autopilot {
     if (this.autopilot === undefined) throw new HttpError(500, 'autopilot is not running');
     return this.autopilot;
+  }
+
+  /**
+   * Consul's peers.json outage recovery. `<raft dir>/peers.info` marks a data dir this version
+   * has started on: written (with an explanation) on the first start, when a peers.json found
+   * beside it is deleted unread, as Consul does for one left by an old version. Later, a
+   * peers.json is read and its servers become the configuration (RaftNode `recover`); the
+   * caller deletes the file once Raft has started. Throws Consul's texts.
+   */
+  private peersJsonRecovery(raftDir: string): { path: string; servers: RaftServer[] } | undefined {
+    const peersFile = join(raftDir, 'peers.json');
+    const infoFile = join(raftDir, 'peers.info');
+    if (!existsSync(infoFile)) {
+      mkdirSync(raftDir, { recursive: true });
+      writeFileSync(infoFile, PEERS_INFO_TEXT);
+      if (existsSync(peersFile)) {
+        rmSync(peersFile);
+        this.logger.info('deleted peers.json file (see peers.info for details)');
+      }
+      return undefined;
+    }
+    if (!existsSync(peersFile)) return undefined;
+    this.logger.info('found peers.json file, recovering Raft configuration...');
+    const parsed = parseFirstJsonValue(readFileSync(peersFile));
+    try {
+      if (parsed.error !== undefined) throw new Error(parsed.error);
+      if (parsed.value === undefined) throw new Error('EOF');
+      return { path: peersFile, servers: peersFromJson(parsed.value) };
+    } catch (error) {
+      throw new Error(`recovery failed to parse peers.json: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   /** The server port's methods: Consul's (lib/endpoints_rpc.ts) and our discovery query. */

@@ -77,6 +77,26 @@ export function checkConfiguration(servers: readonly RaftServer[]): string | und
 }
 
 /**
+ * hashicorp ReadConfigJSON after the JSON decode: an operator's peers.json,
+ * `[{"id", "address", "non_voter"}]`, as the servers of a configuration. Throws with a decoder-like
+ * text for the wrong shape and with checkConfiguration's for a configuration Raft would refuse.
+ */
+export function peersFromJson(value: unknown): RaftServer[] {
+  if (!Array.isArray(value)) throw new Error('json: cannot unmarshal peers.json into Go value of type []raft.configEntry: not an array');
+  const servers = value.map((entry: unknown): RaftServer => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new Error('json: cannot unmarshal peers.json entry into Go value of type raft.configEntry: not an object');
+    const { id, address, non_voter: nonVoter } = entry as Record<string, unknown>;
+    if ((id !== undefined && typeof id !== 'string') || (address !== undefined && typeof address !== 'string') || (nonVoter !== undefined && typeof nonVoter !== 'boolean')) {
+      throw new Error('json: cannot unmarshal peers.json entry: id and address must be strings, non_voter a boolean');
+    }
+    return { suffrage: nonVoter === true ? SUFFRAGE.nonvoter : SUFFRAGE.voter, id: id ?? '', address: address ?? '' };
+  });
+  const problem = checkConfiguration(servers);
+  if (problem !== undefined) throw new Error(problem);
+  return servers;
+}
+
+/**
  * The configuration after one change (hashicorp nextConfiguration), or a reason it is refused.
  * Adding a server that exists updates its address and suffrage; removing an absent one is an error.
  */

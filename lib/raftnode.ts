@@ -67,7 +67,7 @@ import type { ApplyResult, Fsm } from './fsm.js';
 import type { Logger } from './log.js';
 import { FileLogStore, FileStableStore, LOG_TYPE, MemoryLogStore, MemoryStableStore, type LogEntry, type LogStore, type StableStore } from './logstore.js';
 import { Raft, RaftError, type HardState, type ProposeResult, type RaftErrorCode, type RaftMessage, type Ready } from './raft.js';
-import { voterIds, type ConfigurationChange } from './raftconfig.js';
+import { checkConfiguration, voterIds, type ConfigurationChange } from './raftconfig.js';
 import { logStoreStorage } from './raftlog.js';
 import { RaftTransport, type AppendPipeline, type RaftRpc, type RaftRpcResponse } from './rafttransport.js';
 import { RAFT_PROTOCOL_VERSION, type AppendEntriesRequest, type AppendEntriesResponse as WireAppendResponse, type RpcHeader } from './raftwire.js';
@@ -102,6 +102,12 @@ export interface RaftNodeOptions {
   readonly inMemory?: boolean;
   /** Servers to bootstrap with when there is no state at all (hashicorp BootstrapCluster). */
   readonly bootstrap?: readonly RaftServer[];
+  /**
+   * hashicorp RecoverCluster (an operator's peers.json): before starting, apply every entry of
+   * the log to the FSM (committed or not), snapshot that state with this configuration, and
+   * empty the log. Refused (throws) on a server with no state.
+   */
+  readonly recover?: readonly RaftServer[];
   readonly fsm: Fsm;
   readonly logger: Logger;
   /** Consul's raft ElectionTimeout (default 1000 ms, at least ELECTION_TIMEOUT_MS_MIN). */
@@ -250,7 +256,11 @@ export class RaftNode {
     assert(options.dataDir !== undefined || options.inMemory === true, 'a raft node needs dataDir or inMemory');
     const tickMs = Math.floor(electionTimeoutMs / RAFT_NODE_ELECTION_TICKS);
     const stores = await openStores(options);
-    const snapshot = await restoreNewestSnapshot(stores.snapshots, options.fsm, options.logger);
+    let snapshot = await restoreNewestSnapshot(stores.snapshots, options.fsm, options.logger);
+    if (options.recover !== undefined) {
+      await recoverCluster(stores, options.fsm, snapshot, options.recover, options.logger);
+      snapshot = await restoreNewestSnapshot(stores.snapshots, options.fsm, options.logger);
+    }
     const hardState = readHardState(stores.stable);
     const raft = new Raft({
       id: options.id,
@@ -976,6 +986,39 @@ async function openStores(options: RaftNodeOptions): Promise<Stores> {
   const stable = await FileStableStore.open(join(options.dataDir, 'raft', 'stable.bin'), { disk: NODE_DISK, logger });
   const snapshots = await FileSnapshotStore.open(join(options.dataDir, 'snapshots'));
   return { log, stable, snapshots };
+}
+
+/**
+ * hashicorp RecoverCluster on opened stores, with the FSM holding the newest snapshot's state:
+ * applies the log past it, writes a snapshot of the result at the last entry carrying
+ * `servers` as its configuration, and removes every log entry. The caller restores from that
+ * snapshot afterwards.
+ */
+async function recoverCluster(stores: Stores, fsm: Fsm, snapshot: SnapshotMeta | undefined, servers: readonly RaftServer[], logger: Logger): Promise<void> {
+  const problem = checkConfiguration(servers);
+  if (problem !== undefined) throw new Error(problem);
+  const lastLogIndex = stores.log.lastIndex();
+  if (snapshot === undefined && lastLogIndex === 0) throw new Error('refused to recover cluster with no initial state, this is probably an operator error');
+  let index = snapshot?.index ?? 0;
+  let term = snapshot?.term ?? 0;
+  for (let next = Math.max(index + 1, stores.log.firstIndex()); next <= lastLogIndex && next > 0; next++) {
+    const entry = stores.log.get(next);
+    assert(entry !== undefined, `log entry ${next} readable`);
+    if (entry.type === LOG_TYPE.command) fsm.apply(entry.index, entry.data);
+    index = entry.index;
+    term = entry.term;
+  }
+  // Configuration index 1, as hashicorp writes it: older than any entry that could follow.
+  const sink = await stores.snapshots.create({ index, term, configuration: servers, configurationIndex: 1, version: 1 });
+  try {
+    for (const chunk of fsm.snapshot().chunks()) await sink.write(chunk);
+    await sink.close();
+  } catch (error) {
+    await sink.cancel();
+    throw error;
+  }
+  if (lastLogIndex > 0) await stores.log.compactPrefix(lastLogIndex);
+  logger.info('recovered cluster configuration', { index, term, servers: servers.length });
 }
 
 /** Restores the FSM from the newest snapshot that restores; a damaged one falls back to the next. */

@@ -2,7 +2,7 @@
 // bad files are set aside, never fatal.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -121,3 +121,59 @@ function sha256(text: string): string {
 function createHashHex(algorithm: string, text: string): string {
   return createHash(algorithm).update(text).digest('hex');
 }
+
+describe('peers.json outage recovery', () => {
+  test('read on start, applied and deleted; one found on a first start is deleted unread; a bad one fails the start with Consul\'s text', async () => {
+    const dataDir = mkdtempSync(join(scratch, 'peers-'));
+    const raftDir = join(dataDir, 'raft');
+    const port = await freePort();
+    const serverPort = await freePort();
+    const tuning = join(scratch, 'peers-tuning.json');
+    writeFileSync(tuning, JSON.stringify({ performance: { raft_multiplier: 1 } }));
+    const args = (extra: string[]) => ['-server', ...extra, '-data-dir', dataDir, '-bind', '127.0.0.1', '-node', 'peers-test', '-http-port', String(port), '-dns-port', '-1', '-server-port', String(serverPort), '-config-file', tuning, ...gossipPorts];
+    const gossipPorts = await gossipPortArgs();
+    let sink = new MemorySink();
+    const start = (extra: string[]) => {
+      sink = new MemorySink();
+      return Agent.start({ config: loadConfig(args(extra), { ...NODE_HOST, hostname: () => 'peers-test' }).config, logger: createLogger({ level: 'info', json: false, nowMs: Date.now, sink }) });
+    };
+    const api = (method: string, path: string, body?: string) => fetch(`http://127.0.0.1:${port}${path}`, { method, ...(body === undefined ? {} : { body }) });
+    const leader = () => waitFor('a leader', async () => ((await (await api('GET', '/v1/status/leader')).json()) !== '' ? true : undefined), 20_000);
+
+    // A peers.json left from before this data dir was ever started is deleted unread.
+    mkdirSync(raftDir, { recursive: true });
+    writeFileSync(join(raftDir, 'peers.json'), '[{"id": "stale", "address": "10.9.9.9:8300"}]');
+    let agent = await start(['-bootstrap']);
+    let nodeId = '';
+    try {
+      assert.ok(!existsSync(join(raftDir, 'peers.json')));
+      assert.ok(existsSync(join(raftDir, 'peers.info')));
+      assert.ok(sink.lines.some((line) => line.includes('deleted peers.json file (see peers.info for details)')));
+      await leader();
+      assert.equal((await api('PUT', '/v1/kv/kept', 'before the outage')).status, 200);
+      nodeId = ((await (await api('GET', '/v1/agent/self')).json()) as { Config: { NodeID: string } }).Config.NodeID;
+    } finally {
+      await agent.shutdown();
+    }
+
+    writeFileSync(join(raftDir, 'peers.json'), JSON.stringify([{ id: nodeId, address: `127.0.0.1:${serverPort}`, non_voter: false }]));
+    agent = await start([]);
+    try {
+      assert.ok(sink.lines.some((line) => line.includes('found peers.json file, recovering Raft configuration...')));
+      assert.ok(sink.lines.some((line) => line.includes('deleted peers.json file after successful recovery')));
+      assert.ok(!existsSync(join(raftDir, 'peers.json')));
+      await leader();
+      assert.equal(await (await api('GET', '/v1/kv/kept?raw')).text(), 'before the outage');
+      const servers = ((await (await api('GET', '/v1/operator/raft/configuration')).json()) as { Servers: { ID: string }[] }).Servers;
+      assert.deepEqual(servers.map((server) => server.ID), [nodeId]);
+    } finally {
+      await agent.shutdown();
+    }
+
+    writeFileSync(join(raftDir, 'peers.json'), '[{"id": "x"');
+    await assert.rejects(start([]), /^Error: recovery failed to parse peers\.json: /);
+    writeFileSync(join(raftDir, 'peers.json'), JSON.stringify([{ id: nodeId, address: `127.0.0.1:${serverPort}`, non_voter: true }]));
+    await assert.rejects(start([]), /recovery failed to parse peers\.json: need at least one voter in configuration/);
+    assert.ok(existsSync(join(raftDir, 'peers.json')), 'a failed recovery leaves the file for the operator');
+  });
+});

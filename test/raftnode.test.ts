@@ -217,6 +217,46 @@ describe('RaftNode', { timeout: 60_000 }, () => {
     }
   });
 
+  test('recover (peers.json): a lone survivor of three, restarted with itself as the configuration, leads with all its state', async () => {
+    const all = await servers(3);
+    const dirs = await Promise.all(all.map(() => tempDir()));
+    const options = { snapshotThreshold: 8, snapshotIntervalMs: 20, trailingLogs: 3 };
+    const members = await Promise.all(all.map((server, i) => startMember(server, all, dirs[i], options)));
+    const expected = new Map<string, string>();
+    try {
+      const leader = await oneLeader(members);
+      for (let i = 0; i < 20; i++) {
+        await kvSet(leader.node, `p${i}`, `${i}`);
+        expected.set(`p${i}`, `${i}`);
+      }
+      await allHave(members, expected);
+    } finally {
+      for (const member of members) await stop(member);
+    }
+    // Two servers are gone for good: the third cannot elect itself without the operator.
+    const survivor = all[2]!;
+    const recovered = await startMember(survivor, [], dirs[2], { ...options, recover: [survivor] });
+    try {
+      assert.ok(recovered.lines.some((l) => l.includes('recovered cluster configuration')), 'recovered');
+      await oneLeader([recovered]);
+      await allHave([recovered], expected);
+      assert.deepEqual(recovered.node.status().configuration.servers.map((s) => s.id), [survivor.id]);
+      await kvSet(recovered.node, 'after', 'recovery');
+    } finally {
+      await stop(recovered);
+    }
+  });
+
+  test('recover refuses a server with no state, and an invalid configuration', async () => {
+    const [server] = await servers(1);
+    await assert.rejects(startMember(server!, [], await tempDir(), { recover: [server!] }), /refused to recover cluster with no initial state/);
+    const dataDir = await tempDir();
+    const member = await startMember(server!, [server!], dataDir);
+    await oneLeader([member]);
+    await stop(member);
+    await assert.rejects(startMember(server!, [], dataDir, { recover: [{ ...server!, suffrage: 1 }] }), /need at least one voter in configuration/);
+  });
+
   test('a lagging follower catches up by InstallSnapshot after the leader compacted its log', async () => {
     const all = await servers(3);
     const dirs = [await tempDir(), await tempDir(), await tempDir()];
