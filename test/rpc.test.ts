@@ -251,3 +251,105 @@ describe('the server port', () => {
     }
   });
 });
+
+describe('fuzzing the RPC decoders (issue 9: every RPC decoder fuzzed)', () => {
+  /** Valid request frames for Consul's methods, the seeds the mutations start from. */
+  const seedFrames: Uint8Array[] = [
+    encodeRpcRequest(1, 'Status.Ping', {}),
+    encodeRpcRequest(2, 'KVS.Apply', { Datacenter: 'dc1', Op: 'set', DirEnt: { Key: 'k', Flags: 3, Value: Uint8Array.of(1, 2) } }),
+    encodeRpcRequest(3, 'KVS.Get', { Datacenter: 'dc1', Key: 'k', MinQueryIndex: 0, RequireConsistent: false }),
+    encodeRpcRequest(4, 'KVS.List', { Datacenter: 'dc1', Key: '', AllowStale: true }),
+  ];
+
+  function mutate(rng: () => number, base: Uint8Array): Uint8Array {
+    const bytes = Uint8Array.from(base);
+    const roll = rng();
+    if (roll < 0.3) {
+      for (let i = 0; i < 1 + Math.floor(rng() * 4); i++) bytes[Math.floor(rng() * bytes.length)] = Math.floor(rng() * 256);
+      return bytes;
+    }
+    if (roll < 0.5) return bytes.subarray(0, Math.floor(rng() * bytes.length));
+    if (roll < 0.7) return Uint8Array.from({ length: Math.floor(rng() * 64) }, () => Math.floor(rng() * 256));
+    // A value type byte with a huge declared length (bin32, str32, array32, map32).
+    const lengthy = [0xc6, 0xdb, 0xdd, 0xdf][Math.floor(rng() * 4)] ?? 0xc6;
+    return Uint8Array.of(lengthy, 0xff, 0xff, 0xff, Math.floor(rng() * 256), ...bytes);
+  }
+
+  test('framing and header decoding: 20,000 mutated inputs yield values or coded errors, never anything else, quickly', async () => {
+    const { seededRng } = await import('../lib/rng.js');
+    const { MsgpackError } = await import('../lib/msgpack.js');
+    const { RaftWireError } = await import('../lib/raftwire.js');
+    const rng = seededRng(2026);
+    const started = Date.now();
+    for (let i = 0; i < 20_000; i++) {
+      const input = mutate(rng, seedFrames[i % seedFrames.length] ?? new Uint8Array(0));
+      const framer = new MsgpackFramer(64 * 1024);
+      try {
+        // Fed in random chunk sizes, as TCP delivers it.
+        for (let at = 0; at < input.length; ) {
+          const size = 1 + Math.floor(rng() * 16);
+          framer.push(input.subarray(at, at + size));
+          at += size;
+          for (let value = framer.next(); value !== undefined; value = framer.next()) decode(value);
+        }
+      } catch (error) {
+        // The framer's scanner is the Raft wire's (RaftWireError); values decode with MsgpackError.
+        assert.ok(error instanceof RpcError || error instanceof MsgpackError || error instanceof RaftWireError, `input ${Buffer.from(input).toString('hex')} threw ${String(error)}`);
+      }
+    }
+    assert.ok(Date.now() - started < 20_000, 'no input is slow to refuse');
+  });
+
+  test("Consul's methods answer mutated arguments with a value or an Error, never a crash", async () => {
+    const { seededRng } = await import('../lib/rng.js');
+    const { consulRpcMethods } = await import('../lib/endpoints_rpc.js');
+    const { StateStore } = await import('../lib/state.js');
+    const { Fsm } = await import('../lib/fsm.js');
+    const state = new StateStore({ nowMs: () => 0 });
+    const fsm = new Fsm(state);
+    let index = 0;
+    const methods = consulRpcMethods({
+      state,
+      datacenter: 'dc1',
+      raft: { apply: async (command) => fsm.apply(++index, command), readIndex: async () => undefined, leader: () => '127.0.0.1:8300', peers: () => ['127.0.0.1:8300'], isLeader: true, lastContactMs: 0 },
+    });
+    const rng = seededRng(9);
+    for (let i = 0; i < 2_000; i++) {
+      const frame = seedFrames[1 + (i % 3)]!;
+      const framer = new MsgpackFramer(1 << 20);
+      framer.push(frame);
+      framer.next();
+      const body = framer.next()!;
+      let args: MsgpackValue;
+      try {
+        args = decode(mutate(rng, body));
+      } catch {
+        continue;
+      }
+      const method = methods.get(['KVS.Apply', 'KVS.Get', 'KVS.List'][i % 3]!)!;
+      try {
+        await method(args, { remoteAddress: 'fuzz' });
+      } catch (error) {
+        assert.ok(error instanceof Error, `a thrown non-Error: ${String(error)}`);
+      }
+    }
+  });
+
+  test('a live server closes connections that send garbage and keeps serving', async () => {
+    const { seededRng } = await import('../lib/rng.js');
+    const server = await serve({ 'Status.Ping': () => ({}) });
+    const rng = seededRng(77);
+    for (let i = 0; i < 40; i++) {
+      const garbage = mutate(rng, seedFrames[i % seedFrames.length]!);
+      const conn = await rawConn(server.port, Uint8Array.of(0x00, ...garbage));
+      conn.socket.end();
+      await conn.closed;
+    }
+    const client = await RpcClient.dial(`127.0.0.1:${server.port}`);
+    try {
+      assert.deepEqual(await client.call('Status.Ping', {}), {});
+    } finally {
+      client.close();
+    }
+  });
+});
