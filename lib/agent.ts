@@ -317,6 +317,7 @@ export class Agent {
       config,
       logger: this.logger.named('http'),
       nowMs: Date.now,
+      datacenters: () => this.membership?.datacentersByDistance() ?? [config.datacenter],
     };
     this.endpointDeps = deps;
     const timers = new SessionTimers();
@@ -747,7 +748,7 @@ export class Agent {
   private stats(): Record<string, Record<string, string>> {
     const { config } = this;
     const consul: Record<string, string> = config.serverMode
-      ? { acl: config.aclEnabled ? 'enabled' : 'disabled', bootstrap: String(config.bootstrap), known_datacenters: '1', leader: String(this.raft?.isLeader ?? false), leader_addr: this.raft?.leader() ?? '', server: 'true' }
+      ? { acl: config.aclEnabled ? 'enabled' : 'disabled', bootstrap: String(config.bootstrap), known_datacenters: String(this.membership?.datacentersByDistance().length ?? 1), leader: String(this.raft?.isLeader ?? false), leader_addr: this.raft?.leader() ?? '', server: 'true' }
       : { acl: config.aclEnabled ? 'enabled' : 'disabled', known_servers: '0', server: 'false' };
     return {
       build: { prerelease: '', revision: REVISION, version: CONSUL_VERSION, version_metadata: '' },

@@ -36,6 +36,8 @@ export interface EndpointDeps {
   readonly logger: Logger;
   /** Milliseconds since the epoch. */
   readonly nowMs: () => number;
+  /** Known datacenters, nearest first (the WAN pool); absent: only this one. */
+  readonly datacenters?: () => string[];
 }
 
 // ---------------------------------------------------------------------------------------------

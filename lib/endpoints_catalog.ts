@@ -103,7 +103,7 @@ export async function catalogDeregister(deps: EndpointDeps, args: DeregisterRequ
 
 /** Catalog.ListDatacenters: without WAN federation, only this datacenter. Needs no leader. */
 export function catalogListDatacenters(deps: EndpointDeps): string[] {
-  return [deps.config.datacenter];
+  return deps.datacenters?.() ?? [deps.config.datacenter];
 }
 
 /** Catalog.ListNodes: every node, by name, or by `near` distance; filtered per node. */

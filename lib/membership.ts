@@ -50,6 +50,7 @@ import { SerfError, type SerfEvent } from './serf.js';
 import { replaySnapshot, SnapshotWriter } from './serfsnapshot.js';
 import { isKeyQueryComplete, summarizeKeyResponses, type KeyOperation } from './serfquery.js';
 import { MemberStatus, type SerfMember } from './serfwire.js';
+import { distanceSeconds, type Coordinate } from './vivaldi.js';
 import type { SwimAddress } from './swim.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +216,21 @@ export class Membership {
     membership.retryJoin('lan', config.retryJoinLan, config.retryIntervalLanMs, config.retryMaxAttemptsLan);
     if (wan !== undefined) membership.retryJoin('wan', config.retryJoinWan, config.retryIntervalWanMs, config.retryMaxAttemptsWan);
     return membership;
+  }
+
+  /**
+   * /v1/catalog/datacenters: every datacenter with a server in the WAN pool (ours always), nearest
+   * first by the median estimated RTT from us to its servers (Consul's router). Without a WAN
+   * pool (a client agent), just ours.
+   */
+  datacentersByDistance(): string[] {
+    const own = this.options.config.datacenter;
+    const wan = this.wan;
+    if (wan === undefined) return [own];
+    const servers = wan.serf.membersList()
+      .filter((member) => member.tags.get('role') === 'consul' && member.status !== MemberStatus.left)
+      .map((member) => ({ datacenter: member.tags.get('dc') ?? '', coordinate: wan.serf.getCachedCoordinate(member.name) }));
+    return datacentersByDistance(own, wan.serf.getCoordinate(), servers);
   }
 
   /** /v1/agent/members: the pool's members in Consul's shape (WAN on a client: none). */
@@ -487,6 +503,26 @@ const GOSSIP_METRIC_NAMES: Readonly<Record<string, string[]>> = {
   'serf.userEvents': ['serf', 'events'],
   'serf.queries': ['serf', 'queries'],
 };
+
+/**
+ * Consul's GetDatacentersByDistance: each datacenter's RTT is the upper median of the estimated
+ * RTTs from `ours` to its servers with a coordinate (none: last); ties and unknowns by name.
+ * `own` is always listed.
+ */
+export function datacentersByDistance(own: string, ours: Coordinate | null, servers: readonly { readonly datacenter: string; readonly coordinate: Coordinate | null }[]): string[] {
+  const rtts = new Map<string, number[]>([[own, []]]);
+  for (const server of servers) {
+    if (server.datacenter === '') continue;
+    const list = rtts.get(server.datacenter) ?? [];
+    rtts.set(server.datacenter, list);
+    if (ours !== null && server.coordinate !== null) list.push(distanceSeconds(ours, server.coordinate));
+  }
+  const median = (list: number[]): number => (list.length === 0 ? Infinity : [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)] ?? Infinity);
+  return [...rtts]
+    .map(([datacenter, list]) => ({ datacenter, rtt: median(list) }))
+    .sort((a, b) => (a.rtt !== b.rtt ? (a.rtt < b.rtt ? -1 : 1) : a.datacenter < b.datacenter ? -1 : a.datacenter > b.datacenter ? 1 : 0))
+    .map((entry) => entry.datacenter);
+}
 
 export function agentMember(member: SerfMember): AgentMember {
   return {

@@ -232,6 +232,28 @@ test('the leader reconciles the pool into the catalog: clients registered with s
   }
 });
 
+test('two datacenters over the WAN pool: servers join with ?wan=1 and each lists both datacenters, its own first', { timeout: 60_000 }, async () => {
+  const east: AgentProcess = { name: 'w19', ip: '127.0.0.19', child: undefined, output: '' };
+  const west: AgentProcess = { name: 'w20', ip: '127.0.0.20', child: undefined, output: '' };
+  startAgent(east, `${east.ip}:8301`, ['-server', '-bootstrap', '-datacenter', 'east']);
+  startAgent(west, `${west.ip}:8301`, ['-server', '-bootstrap', '-datacenter', 'west']);
+  const datacenters = async (agent: AgentProcess): Promise<string[]> => JSON.parse((await httpRequest(HTTP_PORT, 'GET', '/v1/catalog/datacenters', agent.ip)).body) as string[];
+  try {
+    await waitFor('both servers to answer', async () => ((await datacenters(east).catch(() => [])).length === 1 && (await datacenters(west).catch(() => [])).length === 1 ? true : undefined), 30_000);
+    assert.deepEqual(await datacenters(east), ['east']);
+    const joined = await httpRequest(HTTP_PORT, 'PUT', `/v1/agent/join/${west.ip}:8302?wan=1`, east.ip);
+    assert.equal(joined.status, 200, joined.body);
+    await waitFor('each to know both datacenters', async () => ((await datacenters(east)).length === 2 && (await datacenters(west)).length === 2 ? true : undefined), 20_000);
+    assert.deepEqual(await datacenters(east), ['east', 'west']);
+    assert.deepEqual(await datacenters(west), ['west', 'east']);
+    const wanMembers = JSON.parse((await httpRequest(HTTP_PORT, 'GET', '/v1/agent/members?wan=1', east.ip)).body) as { Name: string }[];
+    assert.deepEqual(wanMembers.map((member) => member.Name).sort(), ['w19.east', 'w20.west']);
+  } finally {
+    await kill(east);
+    await kill(west);
+  }
+});
+
 test('the gossip keyring: list, install, use and remove a key across the pool, kept in the data dir across a restart', { timeout: 90_000 }, async () => {
   const keyA = Buffer.alloc(32, 1).toString('base64');
   const keyB = Buffer.alloc(32, 2).toString('base64');

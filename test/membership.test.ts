@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../lib/config.js';
 import { nullLogger } from '../lib/log.js';
-import { gossipMetricKey, lanMergeRefusal, Membership, wanMergeRefusal } from '../lib/membership.js';
+import { datacentersByDistance, gossipMetricKey, lanMergeRefusal, Membership, wanMergeRefusal } from '../lib/membership.js';
 import { Metrics } from '../lib/metrics.js';
 import { MemberStatus, type SerfMember } from '../lib/serfwire.js';
 import { gossipPortArgs, waitFor } from './support.js';
@@ -99,5 +99,24 @@ describe('gossip metrics', () => {
       await membership.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('datacenters by distance (/v1/catalog/datacenters)', () => {
+  const at = (x: number) => ({ vec: [x, 0, 0, 0, 0, 0, 0, 0], error: 0.1, adjustment: 0, height: 0 });
+  it('nearest first by the upper median RTT to each datacenter\'s servers; without coordinates last, by name; ours always listed', () => {
+    const servers = [
+      { datacenter: 'dc1', coordinate: at(0) },
+      { datacenter: 'far', coordinate: at(0.3) },
+      { datacenter: 'near', coordinate: at(0.05) },
+      { datacenter: 'near', coordinate: at(0.5) },
+      { datacenter: 'near', coordinate: at(0.01) },
+      { datacenter: 'zeta', coordinate: null },
+      { datacenter: 'alpha', coordinate: null },
+    ];
+    // near: RTTs 0.01, 0.05, 0.5 -> upper median 0.05; far 0.3.
+    assert.deepEqual(datacentersByDistance('dc1', at(0), servers), ['dc1', 'near', 'far', 'alpha', 'zeta']);
+    assert.deepEqual(datacentersByDistance('dc1', null, servers), ['alpha', 'dc1', 'far', 'near', 'zeta'], 'no coordinate of ours: all unknown, by name');
+    assert.deepEqual(datacentersByDistance('solo', at(0), []), ['solo']);
   });
 });
