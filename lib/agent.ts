@@ -50,7 +50,7 @@ import { eventRoutes } from './endpoints_event.js';
 import { decodeUserEvent, encodeUserEvent, matchesTarget, REMOTE_EXEC_EVENT, USER_EVENT_PREFIX, USER_EVENT_VERSION, UserEventLog } from './userevents.js';
 import { Metrics, startRuntimeStats } from './metrics.js';
 import { RaftNode } from './raftnode.js';
-import { RpcServer, type RpcMethod } from './rpc.js';
+import { RpcPool, RpcServer, type RpcMethod } from './rpc.js';
 import { SessionTimers } from './sessionttl.js';
 import { StateStore } from './state.js';
 import { CONSUL_VERSION, RELEASE_DATE, REVISION } from './version.js';
@@ -104,6 +104,8 @@ export class Agent {
   private readonly fsm = new Fsm(this.state);
   private raft: RaftNode | undefined;
   private rpc: RpcServer | undefined;
+  /** Connections to the other servers, for calls forwarded to the leader. */
+  private readonly rpcPool = new RpcPool();
   private discovery: BootstrapDiscovery | undefined;
   /** The gossip pools (LAN; WAN on servers). */
   private membership: Membership | undefined;
@@ -244,6 +246,7 @@ export class Agent {
     // The RPC listener stops accepting at once but only finishes when every connection it
     // accepted is gone, including those handed to Raft, which Raft's shutdown closes.
     const rpcClosed = this.rpc?.close();
+    this.rpcPool.close();
     await this.raft?.shutdown();
     await rpcClosed;
     this.logger.info('shutdown complete');
@@ -318,6 +321,7 @@ export class Agent {
       logger: this.logger.named('http'),
       nowMs: Date.now,
       datacenters: () => this.membership?.datacentersByDistance() ?? [config.datacenter],
+      forward: (address, serviceMethod, args) => this.rpcPool.call(address, serviceMethod, args),
     };
     this.endpointDeps = deps;
     const timers = new SessionTimers();

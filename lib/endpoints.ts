@@ -4,9 +4,10 @@
 //
 // Writes: Consul's ForwardRPC holds a write while no leader is known, retrying after a random
 // stagger of up to rpc_hold_timeout/16, and answers "No cluster leader" once rpc_hold_timeout
-// has passed. applyCommand does the same on this server. A follower that knows the leader would
-// forward the write there; forwarding does not exist yet (issue 9), so it answers 500 with
-// NOT_LEADER_PREFIX and the leader's address, as the RPC endpoints do.
+// has passed. applyCommand does the same on this server. A follower that knows the leader
+// forwards the write there when the endpoint has a Consul RPC method for it (forwardToLeader:
+// KVS.Apply so far, over the server port with a connection pool); for the others it still answers
+// 500 with NOT_LEADER_PREFIX and the leader's address, as the RPC endpoints do (issue 9).
 //
 // Bodies: Consul decodes with json.Decoder.Decode, which reads ONE value and ignores whatever
 // follows it, and whose syntax errors have fixed texts (`invalid character 'x' looking for
@@ -22,7 +23,9 @@ import type { RuntimeConfig } from './config.js';
 import { HttpError, type HttpRequest, type HttpResponse } from './http.js';
 import type { Logger } from './log.js';
 import { goQuote } from './kvs.js';
-import { queryMetaHeaders, raftErrorToHttp, waitForLeader, type QueryContext, type QueryMeta } from './query.js';
+import type { MsgpackValue } from './msgpack.js';
+import { leaderFromNotLeaderText, queryMetaHeaders, raftErrorToHttp, waitForLeader, type QueryContext, type QueryMeta } from './query.js';
+import { RpcError } from './rpc.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -38,6 +41,8 @@ export interface EndpointDeps {
   readonly nowMs: () => number;
   /** Known datacenters, nearest first (the WAN pool); absent: only this one. */
   readonly datacenters?: () => string[];
+  /** Calls a Consul RPC method at another server (lib/rpc.ts RpcPool); absent: no forwarding. */
+  readonly forward?: (address: string, serviceMethod: string, args: unknown) => Promise<MsgpackValue>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -45,6 +50,8 @@ export interface EndpointDeps {
 
 /** Go's encoding/json maxNestingDepth: deeper bodies are refused with "exceeded max depth". */
 export const JSON_NESTING_DEPTH_MAX = 10_000;
+/** How many times a forwarded call follows a leader that moved on. */
+const FORWARD_HOPS_MAX = 3;
 /** Consul's prefix for a body that does not decode. */
 export const DECODE_FAILED_PREFIX = 'Request decode failed: ';
 
@@ -74,6 +81,36 @@ export async function applyCommand(deps: EndpointDeps, command: Command): Promis
     if (!result.ok) throw new HttpError(statusOfRpcError(result.error.message), result.error.message);
     return result.value;
   }
+}
+
+/**
+ * Consul's ForwardRPC for a write on a follower: holds it until a leader is known (as
+ * applyCommand does), then returns undefined when this server is the leader (run it here), or
+ * the leader's reply to `serviceMethod`. A leader that moved on answers NOT_LEADER_PREFIX with the
+ * new one: the call follows it, within rpc_hold_timeout. The leader's error texts come back as
+ * HTTP errors with Consul's statuses; a leader that cannot be reached is a 500.
+ */
+export async function forwardToLeader(deps: EndpointDeps, serviceMethod: string, args: unknown): Promise<{ readonly reply: MsgpackValue } | undefined> {
+  const { server } = deps.query;
+  const forward = deps.forward;
+  await waitForLeader(deps.query);
+  if (server.isLeader || forward === undefined) return undefined;
+  let leader = server.leader();
+  for (let hop = 0; hop < FORWARD_HOPS_MAX; hop++) {
+    try {
+      return { reply: await forward(leader, serviceMethod, args) };
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const next = error instanceof RpcError && error.code === 'ERR_RPC_REMOTE' ? leaderFromNotLeaderText(message) : undefined;
+      if (next !== undefined && next !== '' && next !== leader) {
+        leader = next;
+        continue;
+      }
+      if (error instanceof RpcError && error.code === 'ERR_RPC_REMOTE') throw new HttpError(statusOfRpcError(message), message);
+      throw new HttpError(500, `rpc error making call: ${message}`);
+    }
+  }
+  throw new HttpError(500, 'No cluster leader');
 }
 
 /**

@@ -22,7 +22,7 @@
 // References: Consul agent/kvs_endpoint.go, agent/consul/kvs_endpoint.go (kvsPreApply, Apply,
 // Get, List, ListKeys), agent/structs/structs.go (DirEntry, KVSRequest, KeyListRequest).
 
-import { applyCommand, type EndpointDeps } from './endpoints.js';
+import { applyCommand, forwardToLeader, type EndpointDeps } from './endpoints.js';
 import type { Command } from './fsm.js';
 import { HttpError, type AbortSignalLike, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, kvsGet, kvsKeys, kvsList, kvsPreApply, type KvApplyOp, type KvDirEntInput } from './kvs.js';
@@ -73,6 +73,9 @@ const ENCODED_TRAVERSALS = ['%2e%2e%2f', '%2e%2e/', '..%2f', '%2e%2e%5c', '..%5c
 export const KVS = {
   /** KVS.Apply: the FSM's answer (true for set/delete/delete-tree; the outcome otherwise). */
   async Apply(deps: EndpointDeps, args: KvsApplyRequest): Promise<boolean> {
+    // On a follower, the leader runs it (Consul's ForwardRPC of KVS.Apply).
+    const forwarded = await forwardToLeader(deps, 'KVS.Apply', { Datacenter: deps.config.datacenter, Op: args.Op, DirEnt: args.DirEnt });
+    if (forwarded !== undefined) return forwarded.reply === true;
     const command = kvsApplyCommand(lockDelayOf(deps), args);
     if (command === undefined) return false;
     return (await applyCommand(deps, command)) === true;

@@ -26,7 +26,7 @@ import type { MsgpackValue } from './msgpack.js';
 import type { RpcMethod } from './rpc.js';
 import type { KvRecord } from './schema.js';
 import type { StateStore } from './state.js';
-import { NO_PATH_TO_DATACENTER_TEXT, NOT_LEADER_PREFIX, notLeaderText, UINT64_MAX } from './query.js';
+import { NO_PATH_TO_DATACENTER_TEXT, notLeaderText, UINT64_MAX } from './query.js';
 
 // ---------------------------------------------------------------------------------------------
 // Exported types
@@ -68,11 +68,6 @@ export function consulRpcMethods(options: RpcEndpointsOptions): Map<string, RpcM
     ['KVS.Get', (args) => kvsReadEndpoint(options, args, 'get')],
     ['KVS.List', (args) => kvsReadEndpoint(options, args, 'list')],
   ]);
-}
-
-/** The leader address in a NOT_LEADER_PREFIX error message, or undefined for any other message. */
-export function leaderFromNotLeaderError(message: string): string | undefined {
-  return message.startsWith(NOT_LEADER_PREFIX) ? message.slice(NOT_LEADER_PREFIX.length) : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

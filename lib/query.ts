@@ -235,6 +235,11 @@ export async function waitForLeader(ctx: QueryContext, signal: AbortSignalLike =
 }
 
 /** What a client is told by a server that is not the leader: the leader's address, or that there is none. */
+/** The leader's address in a notLeaderText message, or undefined for any other message. */
+export function leaderFromNotLeaderText(message: string): string | undefined {
+  return message.startsWith(NOT_LEADER_PREFIX) ? message.slice(NOT_LEADER_PREFIX.length) : undefined;
+}
+
 export function notLeaderText(leader: unknown): string {
   return typeof leader === 'string' && leader !== '' ? `${NOT_LEADER_PREFIX}${leader}` : ERR_NO_LEADER_MESSAGE;
 }

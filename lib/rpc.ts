@@ -19,8 +19,11 @@
 // `ConsulTS.ServerInfo`, which is ours, not Consul's: what -bootstrap-expect discovery needs
 // until gossip exists (lib/discovery.ts).
 //
-// Not here: TLS (`03`, `16`), yamux (`04`), snapshots (`05`), gRPC, rate limiting, ACLs, and
-// forwarding to the leader (issue 9).
+// RpcPool keeps one connection per server for calls this agent makes to others (the HTTP layer's
+// forwarding to the leader, lib/endpoints.ts forwardToLeader), closed when idle.
+//
+// Not here: TLS (`03`, `16`), yamux (`04`), snapshots (`05`), gRPC, rate limiting, ACLs; the
+// server methods refuse on a follower (naming the leader) instead of forwarding (issue 9).
 //
 // Invariants: every socket has an error listener; every client call settles exactly once (reply,
 // deadline, connection loss or close); buffered input per connection stays under
@@ -106,6 +109,8 @@ export const RPC_FIRST_BYTE_TIMEOUT_MS = 10_000;
 export const RPC_CALL_TIMEOUT_MS = 5_000;
 /** Calls a client may have awaiting a reply. */
 export const RPC_CLIENT_INFLIGHT_MAX = 64;
+/** A pooled connection unused this long is closed (Consul's pool keeps them 2 minutes). */
+export const RPC_POOL_IDLE_MS = 120_000;
 /** Repeated warnings are logged at most once per this interval. */
 const WARN_INTERVAL_MS = 1000;
 
@@ -364,6 +369,67 @@ export class RpcClient {
       call.reject(error);
     }
     this.pending.clear();
+  }
+}
+
+/**
+ * Connections to other servers, one per address, shared by every caller and reused while they
+ * work (Consul's ConnPool): a connection that fails is dropped and the next call dials again; one
+ * unused for `idleMs` is closed. Calls may run concurrently on one connection (matched by Seq).
+ */
+export class RpcPool {
+  private readonly conns = new Map<string, { client: Promise<RpcClient>; lastUsedMs: number }>();
+  private readonly reaper: ReturnType<typeof setInterval>;
+  private isClosed = false;
+
+  constructor(private readonly idleMs = RPC_POOL_IDLE_MS) {
+    this.reaper = setInterval(() => this.closeIdle(), Math.max(1, Math.floor(idleMs / 2)));
+    this.reaper.unref();
+  }
+
+  /** Calls `serviceMethod` at `address`; rejects with an RpcError (ERR_RPC_REMOTE for the server's own error). */
+  async call(address: string, serviceMethod: string, args: unknown, timeoutMs = RPC_CALL_TIMEOUT_MS): Promise<MsgpackValue> {
+    if (this.isClosed) throw new RpcError('ERR_RPC_CLOSED', 'rpc pool closed');
+    let entry = this.conns.get(address);
+    if (entry === undefined) {
+      const client = RpcClient.dial(address, timeoutMs);
+      entry = { client, lastUsedMs: Date.now() };
+      this.conns.set(address, entry);
+      client.catch(() => this.drop(address, client));
+    }
+    entry.lastUsedMs = Date.now();
+    const client = await entry.client;
+    try {
+      return await client.call(serviceMethod, args, timeoutMs);
+    } catch (error) {
+      if (error instanceof RpcError && error.code !== 'ERR_RPC_REMOTE') this.drop(address, entry.client);
+      throw error;
+    }
+  }
+
+  /** Connections open or being dialled. */
+  get size(): number {
+    return this.conns.size;
+  }
+
+  /** Closes every connection; later calls fail with ERR_RPC_CLOSED. */
+  close(): void {
+    this.isClosed = true;
+    clearInterval(this.reaper);
+    for (const address of [...this.conns.keys()]) this.drop(address);
+  }
+
+  private closeIdle(): void {
+    const now = Date.now();
+    for (const [address, entry] of this.conns) if (now - entry.lastUsedMs >= this.idleMs) this.drop(address, entry.client);
+  }
+
+  /** Forgets the connection to `address` (only if it is still `which`) and closes it. */
+  private drop(address: string, which?: Promise<RpcClient>): void {
+    const entry = this.conns.get(address);
+    if (entry === undefined || (which !== undefined && entry.client !== which)) return;
+    this.conns.delete(address);
+    entry.client.then((client) => client.close(), () => undefined);
   }
 }
 

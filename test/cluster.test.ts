@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { leaderFromNotLeaderError } from '../lib/endpoints_rpc.js';
+import { leaderFromNotLeaderText } from '../lib/query.js';
 import type { MsgpackValue } from '../lib/msgpack.js';
 import { RpcClient, RpcError } from '../lib/rpc.js';
 import { freePort, waitFor } from './support.js';
@@ -131,7 +131,7 @@ class Writer {
         if (!(error instanceof RpcError)) throw error;
         // Not acknowledged: the write may or may not have committed. Retry at the named leader,
         // or rediscover it.
-        this.leader = (error.code === 'ERR_RPC_REMOTE' ? leaderFromNotLeaderError(error.message) : undefined) ?? '';
+        this.leader = (error.code === 'ERR_RPC_REMOTE' ? leaderFromNotLeaderText(error.message) : undefined) ?? '';
       }
     }
   }
@@ -184,7 +184,16 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   assert.notEqual(newLeader, victimAddress);
   // A follower refuses writes and names the leader (no forwarding yet, issue 9).
   const follower = servers.find((server) => server.child !== undefined && server.address !== newLeader)!;
-  await assert.rejects(call(follower.address, 'KVS.Apply', { Op: 'set', DirEnt: { Key: 'never/sent' } }), (error: Error) => leaderFromNotLeaderError(error.message) === newLeader);
+  await assert.rejects(call(follower.address, 'KVS.Apply', { Op: 'set', DirEnt: { Key: 'never/sent' } }), (error: Error) => leaderFromNotLeaderText(error.message) === newLeader);
+  // Over HTTP a follower forwards the write to the leader (KVS.Apply over the server port).
+  const followerHttp = ports[servers.indexOf(follower)]!.http;
+  const forwarded = await fetch(`http://127.0.0.1:${followerHttp}/v1/kv/forwarded/by-follower`, { method: 'PUT', body: 'yes' });
+  assert.equal(forwarded.status, 200);
+  assert.equal((await forwarded.text()).trim(), 'true');
+  const cas = await fetch(`http://127.0.0.1:${followerHttp}/v1/kv/forwarded/by-follower?cas=1`, { method: 'PUT', body: 'no' });
+  assert.equal((await cas.text()).trim(), 'false', 'a failed CAS answers false through the forward too');
+  const onLeader = (await call(newLeader, 'KVS.Get', { Datacenter: 'dc1', Key: 'forwarded/by-follower', RequireConsistent: true })) as { Entries: { Value: Uint8Array }[] };
+  assert.equal(Buffer.from(onLeader.Entries[0]!.Value).toString(), 'yes');
 
   startServer(victim);
   await writer.writeAcked(WRITES_AFTER_RESTART, 10_000);

@@ -353,3 +353,49 @@ describe('fuzzing the RPC decoders (issue 9: every RPC decoder fuzzed)', () => {
     }
   });
 });
+
+describe('the connection pool and forwarding to the leader', () => {
+  test('calls to one address share a connection; a remote error keeps it; idle ones are closed and redialled', async () => {
+    const { RpcPool } = await import('../lib/rpc.js');
+    // Each connection shows as its own client port.
+    const server = await serve({ 'Test.Who': (_args, context) => context.remoteAddress, 'Test.Echo': (args) => args });
+    const pool = new RpcPool(200);
+    try {
+      const address = `127.0.0.1:${server.port}`;
+      const who = await Promise.all([1, 2, 3, 4].map(() => pool.call(address, 'Test.Who', {})));
+      assert.equal(new Set(who).size, 1, 'one connection for four concurrent calls');
+      await assert.rejects(pool.call(address, 'Test.Missing', {}), (error: RpcError) => error.code === 'ERR_RPC_REMOTE');
+      assert.equal(await pool.call(address, 'Test.Who', {}), who[0], 'a remote error keeps the connection');
+      await waitFor('the idle connection to close', () => (pool.size === 0 ? true : undefined), 5_000);
+      assert.notEqual(await pool.call(address, 'Test.Who', {}), who[0], 'the next call dials again');
+    } finally {
+      pool.close();
+    }
+    await assert.rejects(pool.call('127.0.0.1:1', 'Test.Echo', {}), (error: RpcError) => error.code === 'ERR_RPC_CLOSED');
+  });
+
+  test('a forwarded write follows a leader that moved on; the leader\'s errors keep their texts; an unreachable leader is a 500', async () => {
+    const { forwardToLeader } = await import('../lib/endpoints.js');
+    const { HttpError } = await import('../lib/http.js');
+    const calls: string[] = [];
+    const replies = new Map<string, () => Promise<MsgpackValue>>([
+      ['a:8300', () => Promise.reject(new RpcError('ERR_RPC_REMOTE', 'node is not the leader; leader=b:8300'))],
+      ['b:8300', () => Promise.resolve(true)],
+    ]);
+    const deps = {
+      query: { server: { isLeader: false, leader: () => 'a:8300' }, rpcHoldTimeoutMs: 1000, rng: () => 0.5 },
+      forward: (address: string, method: string) => {
+        calls.push(`${address} ${method}`);
+        return (replies.get(address) ?? (() => Promise.reject(new RpcError('ERR_RPC_CONNECTION', `dial ${address}: connection refused`))))();
+      },
+    } as unknown as Parameters<typeof forwardToLeader>[0];
+    assert.deepEqual(await forwardToLeader(deps, 'KVS.Apply', {}), { reply: true });
+    assert.deepEqual(calls, ['a:8300 KVS.Apply', 'b:8300 KVS.Apply']);
+    replies.set('a:8300', () => Promise.reject(new RpcError('ERR_RPC_REMOTE', 'Permission denied')));
+    await assert.rejects(forwardToLeader(deps, 'KVS.Apply', {}), (error: InstanceType<typeof HttpError>) => error.status === 403 && error.message === 'Permission denied');
+    replies.delete('a:8300');
+    await assert.rejects(forwardToLeader(deps, 'KVS.Apply', {}), (error: InstanceType<typeof HttpError>) => error.status === 500 && error.message === 'rpc error making call: dial a:8300: connection refused');
+    const leaderDeps = { ...deps, query: { ...(deps as unknown as { query: object }).query, server: { isLeader: true, leader: () => 'self' } } } as unknown as Parameters<typeof forwardToLeader>[0];
+    assert.equal(await forwardToLeader(leaderDeps, 'KVS.Apply', {}), undefined, 'the leader runs it itself');
+  });
+});
