@@ -27,7 +27,7 @@ import { healthRoutes } from './endpoints_health.js';
 import { kvRoutes } from './endpoints_kv.js';
 import { operatorRoutes } from './endpoints_operator.js';
 import { consulRpcMethods } from './endpoints_rpc.js';
-import { sessionRoutes } from './endpoints_session.js';
+import { sessionRoutes, sessionRpcMethods } from './endpoints_session.js';
 import { txnRoutes } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LeaderReconciler, selfRegistration } from './leader.js';
@@ -433,6 +433,8 @@ export class Agent {
   private rpcMethods(raft: RaftNode): Map<string, RpcMethod> {
     return new Map<string, RpcMethod>([
       ...consulRpcMethods({ raft, state: this.state, datacenter: this.config.datacenter }),
+      // Session.Apply and Session.Renew, which followers forward here.
+      ...(this.endpointDeps !== undefined && this.sessionTimers !== undefined ? sessionRpcMethods(this.endpointDeps, this.sessionTimers) : []),
       // Consul's Status.Ping has an empty struct reply, `80` on the wire.
       ['Status.Ping', () => ({})],
       [SERVER_INFO_METHOD, () => this.serverInfo()],

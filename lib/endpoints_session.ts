@@ -11,16 +11,22 @@
 // `Session id '<id>' not found`; destroy is idempotent `true`; `Invalid Session TTL ...` and
 // `Missing node registration` are 500s with Consul's text.
 //
-// Not here: ACLs (token accepted and ignored), namespaces (Enterprise), forwarding.
+// On a follower, create, destroy and renew are forwarded to the leader as Consul forwards them
+// (Session.Apply, Session.Renew over the server port: lib/endpoints.ts forwardToLeader); the
+// leader serves those two methods (sessionRpcMethods). Reads are served locally.
+//
+// Not here: ACLs (token accepted and ignored), namespaces (Enterprise).
 //
 // References: Consul agent/session_endpoint.go, agent/consul/session_endpoint.go (Apply, Get,
 // List, NodeSessions, Renew), agent/structs/structs.go (Session, SessionRequest).
 
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, typeProblem } from './decode.js';
-import { applyCommand, decodeJsonBody, type EndpointDeps } from './endpoints.js';
+import { applyCommand, decodeJsonBody, forwardToLeader, type EndpointDeps } from './endpoints.js';
+import type { MsgpackValue } from './msgpack.js';
+import type { RpcMethod } from './rpc.js';
 import { HttpError, type AbortSignalLike, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { blockingQuery, checkDatacenter, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
+import { blockingQuery, checkDatacenter, notLeaderText, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
 import { StateError, type SessionRecord } from './schema.js';
 import type { SessionTimers } from './sessionttl.js';
 import { nodeSessions, normalizeSessionRequest, sessionGet, sessionList, validateSessionRequest, type SessionCreateBody, type SessionCreateRequest } from './sessions.js';
@@ -194,14 +200,17 @@ async function sessionCreate(deps: EndpointDeps, timers: SessionTimers, request:
     if (error instanceof StateError) throw decodeFailed(error.message);
     throw error;
   }
-  const id = await Session.Apply(deps, timers, { Op: 'create', Session: session });
+  const forwarded = await forwardToLeader(deps, 'Session.Apply', { Datacenter: deps.config.datacenter, Op: 'create', Session: session });
+  const id = forwarded === undefined ? await Session.Apply(deps, timers, { Op: 'create', Session: session }) : forwarded.reply;
+  if (typeof id !== 'string') throw new HttpError(500, 'session create returned no ID');
   return { json: { ID: id } };
 }
 
 async function sessionDestroy(deps: EndpointDeps, timers: SessionTimers, request: HttpRequest): Promise<HttpResponse> {
   checkDatacenter(request, deps.config.datacenter);
   if (request.param === '') throw new HttpError(400, 'Missing session');
-  await Session.Apply(deps, timers, { Op: 'destroy', ID: request.param });
+  const forwarded = await forwardToLeader(deps, 'Session.Apply', { Datacenter: deps.config.datacenter, Op: 'destroy', Session: { ID: request.param } });
+  if (forwarded === undefined) await Session.Apply(deps, timers, { Op: 'destroy', ID: request.param });
   return { json: true };
 }
 
@@ -209,10 +218,89 @@ async function sessionRenew(deps: EndpointDeps, timers: SessionTimers, request: 
   checkDatacenter(request, deps.config.datacenter);
   const options = parseQueryOptions(deps.query, request);
   if (request.param === '') throw new HttpError(400, 'Missing session');
-  const reply = await Session.Renew(deps, timers, { SessionID: request.param }, options);
+  // The TTL timer lives on the leader: a follower forwards the renew.
+  const forwarded = await forwardToLeader(deps, 'Session.Renew', { Datacenter: deps.config.datacenter, SessionID: request.param });
+  const sessions = forwarded === undefined ? (await Session.Renew(deps, timers, { SessionID: request.param }, options)).value : sessionsFromWire(forwarded.reply);
   // Consul's renew sets no index headers.
-  if (reply.value.length === 0) throw new HttpError(404, `Session id '${request.param}' not found`);
-  return { json: reply.value.map(sessionJson) };
+  if (sessions.length === 0) throw new HttpError(404, `Session id '${request.param}' not found`);
+  return { json: sessions.map(sessionJson) };
+}
+
+/**
+ * The leader's Session.Apply and Session.Renew for forwarded calls (structs.SessionRequest,
+ * structs.SessionSpecificRequest): decoded, then run by the Session methods above, which refuse on
+ * a follower (naming the leader) instead of forwarding again.
+ */
+export function sessionRpcMethods(deps: EndpointDeps, timers: SessionTimers): Map<string, RpcMethod> {
+  return new Map<string, RpcMethod>([
+    ['Session.Apply', (args) => {
+      const request = wireMap(args, 'SessionRequest');
+      checkWireDatacenter(deps, request);
+      const session = wireMap(request['Session'] ?? {}, 'SessionRequest.Session');
+      if (request['Op'] === 'destroy') return Session.Apply(deps, timers, { Op: 'destroy', ID: wireString(session, 'ID') });
+      if (request['Op'] !== 'create') throw new Error(`Invalid session operation '${String(request['Op'])}'`);
+      return Session.Apply(deps, timers, { Op: 'create', Session: sessionCreateFromWire(session) });
+    }],
+    ['Session.Renew', async (args) => {
+      const request = wireMap(args, 'SessionSpecificRequest');
+      checkWireDatacenter(deps, request);
+      // The TTL timer is the leader's: a follower names it rather than renew here.
+      if (!deps.query.server.isLeader) throw new HttpError(500, notLeaderText(deps.query.server.leader()));
+      const options: QueryOptions = { minQueryIndex: 0, maxQueryTimeMs: deps.query.defaultQueryTimeMs, consistency: 'default', maxStaleMs: 0, filter: '', token: '' };
+      const reply = await Session.Renew(deps, timers, { SessionID: wireString(request, 'SessionID') }, options);
+      return { Index: reply.meta.index, Sessions: reply.value };
+    }],
+  ]);
+}
+
+/** A forwarded renew's IndexedSessions.Sessions, as the records sessionJson renders. */
+function sessionsFromWire(reply: MsgpackValue): SessionRecord[] {
+  const sessions = wireMap(reply, 'IndexedSessions')['Sessions'];
+  if (sessions === null || sessions === undefined) return [];
+  if (!Array.isArray(sessions)) throw new HttpError(500, 'IndexedSessions.Sessions must be a list');
+  return sessions as unknown as SessionRecord[];
+}
+
+function sessionCreateFromWire(session: Record<string, MsgpackValue>): SessionCreateRequest {
+  const strings = (name: string): string[] => {
+    const value = session[name] ?? [];
+    if (value === null) return [];
+    if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new Error(`Session.${name} must be a list of strings`);
+    return value as string[];
+  };
+  const serviceChecks = session['ServiceChecks'] ?? [];
+  if (serviceChecks !== null && !Array.isArray(serviceChecks)) throw new Error('Session.ServiceChecks must be a list');
+  const lockDelay = session['LockDelay'] ?? 0;
+  if (typeof lockDelay !== 'number' && typeof lockDelay !== 'bigint') throw new Error('Session.LockDelay must be an integer');
+  return {
+    ID: '',
+    Name: wireString(session, 'Name'),
+    Node: wireString(session, 'Node'),
+    NodeChecks: strings('NodeChecks'),
+    ServiceChecks: (serviceChecks ?? []).map((item, i) => {
+      const check = wireMap(item, `Session.ServiceChecks[${i}]`);
+      return { ID: wireString(check, 'ID'), Namespace: wireString(check, 'Namespace') };
+    }),
+    LockDelay: Number(lockDelay),
+    Behavior: wireString(session, 'Behavior'),
+    TTL: wireString(session, 'TTL'),
+  };
+}
+
+function wireMap(value: MsgpackValue | undefined, what: string): Record<string, MsgpackValue> {
+  if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) throw new Error(`${what} must be a map`);
+  return value as Record<string, MsgpackValue>;
+}
+
+function wireString(fields: Record<string, MsgpackValue>, name: string): string {
+  const value = fields[name] ?? '';
+  if (typeof value !== 'string') throw new Error(`${name} must be a string`);
+  return value;
+}
+
+function checkWireDatacenter(deps: EndpointDeps, request: Record<string, MsgpackValue>): void {
+  const datacenter = request['Datacenter'];
+  if (datacenter !== undefined && datacenter !== '' && datacenter !== deps.config.datacenter) throw new Error('No path to datacenter');
 }
 
 /** info/node/list: `missing` is the 400 text for an empty parameter ('' for exact routes). */

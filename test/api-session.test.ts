@@ -257,3 +257,30 @@ test('TTL timers: a failed destroy is retried with backoff, at most the attempt 
   assert.equal(attempts, SESSION_INVALIDATE_ATTEMPTS_MAX);
   assert.equal(((await api.request('GET', `/v1/session/info/${id}`)).json() as unknown[]).length, 1);
 });
+
+test('the leader serves forwarded Session.Apply and Session.Renew; bad wire arguments are errors, not crashes', async (t) => {
+  const timers = new SessionTimers();
+  const api = await start(t, timers);
+  await registerNode(api);
+  const { sessionRpcMethods } = await import('../lib/endpoints_session.js');
+  const methods = sessionRpcMethods(api.deps, timers);
+  const apply = methods.get('Session.Apply')!;
+  const renew = methods.get('Session.Renew')!;
+  const context = { remoteAddress: '127.0.0.9:1' };
+  const id = await apply({ Datacenter: 'dc1', Op: 'create', Session: { Name: 'fwd', Node: 'node1', NodeChecks: ['serfHealth'], ServiceChecks: null, LockDelay: 15_000_000_000, Behavior: 'release', TTL: '20s' } }, context);
+  assert.equal(typeof id, 'string');
+  const renewed = (await renew({ Datacenter: 'dc1', SessionID: id as string }, context)) as { Index: number; Sessions: { ID: string; TTL: string }[] };
+  assert.deepEqual(renewed.Sessions.map((s) => [s.ID, s.TTL]), [[id, '20s']]);
+  assert.deepEqual(((await renew({ SessionID: 'nope' }, context)) as { Sessions: unknown[] }).Sessions, []);
+  assert.equal(await apply({ Op: 'destroy', Session: { ID: id as string } }, context), id);
+  const bad: [unknown, RegExp][] = [
+    ['not a map', /SessionRequest must be a map/],
+    [{ Op: 'explode' }, /Invalid session operation 'explode'/],
+    [{ Op: 'create', Session: { Name: 5 } }, /Name must be a string/],
+    [{ Op: 'create', Session: { NodeChecks: [1] } }, /Session.NodeChecks must be a list of strings/],
+    [{ Op: 'create', Datacenter: 'dc9', Session: {} }, /No path to datacenter/],
+    [{ Op: 'create', Session: { Node: 'ghost', TTL: '20s' } }, /Missing node registration|Failed to lookup node|node/i],
+  ];
+  for (const [args, message] of bad) await assert.rejects(Promise.resolve().then(() => apply(args as never, context)), message);
+  await assert.rejects(Promise.resolve().then(() => renew(42 as never, context)), /SessionSpecificRequest must be a map/);
+});

@@ -194,6 +194,23 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   assert.equal((await cas.text()).trim(), 'false', 'a failed CAS answers false through the forward too');
   const onLeader = (await call(newLeader, 'KVS.Get', { Datacenter: 'dc1', Key: 'forwarded/by-follower', RequireConsistent: true })) as { Entries: { Value: Uint8Array }[] };
   assert.equal(Buffer.from(onLeader.Entries[0]!.Value).toString(), 'yes');
+  // Sessions too: create, renew and destroy on the follower run on the leader (Session.Apply,
+  // Session.Renew), and a lock taken through the follower holds on the leader.
+  const followerApi = (method: string, path: string, body?: string) => fetch(`http://127.0.0.1:${followerHttp}${path}`, { method, ...(body === undefined ? {} : { body }) });
+  const created = await waitFor('the follower\'s node in the catalog, then a session', async () => {
+    const reply = await followerApi('PUT', '/v1/session/create', JSON.stringify({ TTL: '30s', Name: 'forwarded' }));
+    return reply.status === 200 ? ((await reply.json()) as { ID: string }) : undefined;
+  }, 20_000);
+  const renewed = await followerApi('PUT', `/v1/session/renew/${created.ID}`);
+  assert.equal(renewed.status, 200);
+  assert.equal(((await renewed.json()) as { ID: string; TTL: string }[])[0]?.TTL, '30s');
+  assert.equal((await followerApi('PUT', '/v1/session/renew/00000000-0000-4000-8000-000000000000')).status, 404);
+  assert.equal((await (await followerApi('PUT', `/v1/kv/forwarded/lock?acquire=${created.ID}`, 'held')).text()).trim(), 'true');
+  const locked = (await call(newLeader, 'KVS.Get', { Datacenter: 'dc1', Key: 'forwarded/lock', RequireConsistent: true })) as { Entries: { Session: string }[] };
+  assert.equal(locked.Entries[0]?.Session, created.ID);
+  assert.equal((await followerApi('PUT', `/v1/session/destroy/${created.ID}`)).status, 200);
+  const released = (await call(newLeader, 'KVS.Get', { Datacenter: 'dc1', Key: 'forwarded/lock', RequireConsistent: true })) as { Entries: { Session?: string }[] };
+  assert.equal(released.Entries[0]?.Session ?? '', '', 'destroying the session released the lock');
 
   startServer(victim);
   await writer.writeAcked(WRITES_AFTER_RESTART, 10_000);
