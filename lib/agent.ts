@@ -28,7 +28,7 @@ import { kvRoutes } from './endpoints_kv.js';
 import { operatorRoutes } from './endpoints_operator.js';
 import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes, sessionRpcMethods } from './endpoints_session.js';
-import { txnRoutes } from './endpoints_txn.js';
+import { txnRoutes, txnRpcMethods } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { LeaderReconciler, selfRegistration } from './leader.js';
 import { Autopilot, autopilotConfig, autopilotInputFromConfig, configFromAutopilotRecord, nodeMetaById } from './autopilot.js';
@@ -433,8 +433,9 @@ export class Agent {
   private rpcMethods(raft: RaftNode): Map<string, RpcMethod> {
     return new Map<string, RpcMethod>([
       ...consulRpcMethods({ raft, state: this.state, datacenter: this.config.datacenter }),
-      // Session.Apply and Session.Renew, which followers forward here.
+      // Session.Apply, Session.Renew and Txn.Apply, which followers forward here.
       ...(this.endpointDeps !== undefined && this.sessionTimers !== undefined ? sessionRpcMethods(this.endpointDeps, this.sessionTimers) : []),
+      ...(this.endpointDeps !== undefined ? txnRpcMethods(this.endpointDeps) : []),
       // Consul's Status.Ping has an empty struct reply, `80` on the wire.
       ['Status.Ping', () => ({})],
       [SERVER_INFO_METHOD, () => this.serverInfo()],

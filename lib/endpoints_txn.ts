@@ -21,6 +21,9 @@
 // of Proxy only the destination, local-service, mesh-gateway and transparent-proxy fields); a
 // check op keeps its Definition's HTTP/TCP/GRPC settings and durations, not Type or UDP.
 //
+// On a follower a transaction with writes is forwarded to the leader (Txn.Apply over the server
+// port, served there by txnRpcMethods); read-only ones are served locally.
+//
 // Not here: ACLs (no token is checked, nothing is filtered), namespaces, partitions and peering
 // (accepted and ignored), Session and Intention ops (Consul's HTTP API does not take them
 // either), and NodeService.Validate's mesh checks on service writes.
@@ -36,7 +39,9 @@ import { isTxnWriteOp, txnPreCheck, txnRead, txnUnknownVerbErrors, type CatalogT
 import { isPlainObject } from './decode.js';
 import { DurationError, formatDuration, parseDuration } from './duration.js';
 import { renderCheck, renderNode, renderNodeService } from './endpoints_catalog.js';
-import { applyCommand, decodeJsonBody, DECODE_FAILED_PREFIX, type EndpointDeps } from './endpoints.js';
+import { applyCommand, decodeJsonBody, DECODE_FAILED_PREFIX, forwardToLeader, type EndpointDeps } from './endpoints.js';
+import { parseTxnOps } from './fsm.js';
+import type { RpcMethod } from './rpc.js';
 import { dirEntryJson } from './endpoints_kv.js';
 import { HttpError, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
 import { goQuote, type KvOp, type TxnKvOp } from './kvs.js';
@@ -86,6 +91,22 @@ export const Txn = {
     });
   },
 } as const;
+
+/**
+ * The leader's Txn.Apply for forwarded writes (structs.TxnRequest {Datacenter, Ops}); the ops are
+ * read with the txn command's shapes. Txn.Apply refuses on a follower, naming the leader.
+ */
+export function txnRpcMethods(deps: EndpointDeps): Map<string, RpcMethod> {
+  return new Map<string, RpcMethod>([
+    ['Txn.Apply', (args) => {
+      if (args === null || typeof args !== 'object' || Array.isArray(args) || args instanceof Uint8Array) throw new Error('TxnRequest must be a map');
+      const request = args as Record<string, unknown>;
+      const datacenter = request['Datacenter'];
+      if (datacenter !== undefined && datacenter !== '' && datacenter !== deps.config.datacenter) throw new Error('No path to datacenter');
+      return Txn.Apply(deps, { Ops: parseTxnOps(request['Ops'] ?? []) });
+    }],
+  ]);
+}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP routes
@@ -164,7 +185,9 @@ async function txnHandler(deps: EndpointDeps, request: HttpRequest, kvMaxValueSi
     headers = pick(meta, ['X-Consul-KnownLeader', 'X-Consul-LastContact']);
     response = reply.value;
   } else {
-    response = await Txn.Apply(deps, { Ops: ops });
+    // On a follower the leader runs it (Consul's ForwardRPC of Txn.Apply).
+    const forwarded = await forwardToLeader(deps, 'Txn.Apply', { Datacenter: deps.config.datacenter, Ops: ops });
+    response = forwarded === undefined ? await Txn.Apply(deps, { Ops: ops }) : (forwarded.reply as unknown as TxnOpsResponse);
   }
   if (response.Errors !== null && response.Errors.length > 0) return { status: 409, json: txnResponseJson(response), headers };
   return { json: txnResponseJson(response), headers };

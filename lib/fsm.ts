@@ -606,6 +606,14 @@ const TXN_OP: Shape<TxnOp> = (v, p) => {
   return { [kind]: shape((v as Record<string, unknown>)[kind], `${p}.${kind}`) } as TxnOp;
 };
 const TXN_REQUEST = object({ Ops: array(TXN_OP) });
+
+/**
+ * Txn ops as they travel in a forwarded Txn.Apply (the shapes of the txn command's payload).
+ * Throws FsmError (ERR_COMMAND_CORRUPT) with the first field that does not fit.
+ */
+export function parseTxnOps(ops: unknown): TxnOp[] {
+  return [...TXN_REQUEST({ Ops: ops }, 'Ops').Ops];
+}
 const AUTOPILOT_CONFIG = {
   CleanupDeadServers: bool, LastContactThreshold: int, MaxTrailingLogs: int, MinQuorum: int, ServerStabilizationTime: int,
   RedundancyZoneTag: str, DisableUpgradeMigration: bool, UpgradeVersionTag: str,

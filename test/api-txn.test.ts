@@ -425,3 +425,20 @@ test('a service op keeps only what convertOps copies: Kind, the listed Proxy fie
   const plain = api.state.read((txn) => ({ index: 1, value: txn.first<ServiceRecord>(TABLES.services, 'id', 'n1', 'plain') })).value;
   assert.deepEqual(plain?.Weights, { Passing: 1, Warning: 1 });
 });
+
+test('the leader serves forwarded Txn.Apply: ops in the txn command\'s shapes; bad arguments are errors, not crashes', async (t) => {
+  const api = await start(t);
+  const { txnRpcMethods } = await import('../lib/endpoints_txn.js');
+  const apply = txnRpcMethods(api.deps).get('Txn.Apply')!;
+  const context = { remoteAddress: '127.0.0.9:1' };
+  const reply = (await apply({ Datacenter: 'dc1', Ops: [{ KV: { Verb: 'set', DirEnt: { Key: 'wire', Value: Uint8Array.of(7), Flags: 3n } } }] }, context)) as { Results: { KV: { Key: string } }[] | null; Errors: unknown };
+  assert.deepEqual(reply.Results?.map((r) => r.KV.Key), ['wire']);
+  assert.equal(reply.Errors, null);
+  const bad: [unknown, RegExp][] = [
+    ['junk', /TxnRequest must be a map/],
+    [{ Datacenter: 'dc9', Ops: [] }, /No path to datacenter/],
+    [{ Ops: [{ KV: { Verb: 'set', DirEnt: { Key: 5 } } }] }, /Ops/],
+    [{ Ops: 'many' }, /Ops/],
+  ];
+  for (const [args, message] of bad) await assert.rejects(Promise.resolve().then(() => apply(args as never, context)), message);
+});

@@ -211,6 +211,16 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   assert.equal((await followerApi('PUT', `/v1/session/destroy/${created.ID}`)).status, 200);
   const released = (await call(newLeader, 'KVS.Get', { Datacenter: 'dc1', Key: 'forwarded/lock', RequireConsistent: true })) as { Entries: { Session?: string }[] };
   assert.equal(released.Entries[0]?.Session ?? '', '', 'destroying the session released the lock');
+  // A transaction with writes (Txn.Apply): its results, and a failed one's 409 with the errors.
+  const txn = await followerApi('PUT', '/v1/txn', JSON.stringify([{ KV: { Verb: 'set', Key: 'forwarded/txn', Value: Buffer.from('t').toString('base64'), Flags: 42 } }, { KV: { Verb: 'get', Key: 'forwarded/txn' } }]));
+  assert.equal(txn.status, 200);
+  const txnBody = (await txn.json()) as { Results: { KV: { Key: string; Value: string | null; Flags: number } }[]; Errors: unknown };
+  assert.deepEqual(txnBody.Results.map((r) => [r.KV.Key, r.KV.Flags]), [['forwarded/txn', 42], ['forwarded/txn', 42]]);
+  assert.equal(txnBody.Results[1]?.KV.Value, Buffer.from('t').toString('base64'));
+  assert.equal(txnBody.Errors, null);
+  const failedTxn = await followerApi('PUT', '/v1/txn', JSON.stringify([{ KV: { Verb: 'cas', Key: 'forwarded/txn', Value: '', Index: 1 } }]));
+  assert.equal(failedTxn.status, 409);
+  assert.equal(((await failedTxn.json()) as { Errors: { OpIndex: number }[] }).Errors[0]?.OpIndex, 0);
 
   startServer(victim);
   await writer.writeAcked(WRITES_AFTER_RESTART, 10_000);
