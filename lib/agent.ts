@@ -22,7 +22,7 @@ import { BootstrapDiscovery, SERVER_INFO_METHOD, type ServerInfo } from './disco
 import { writeFileDurably } from './disk.js';
 import type { EndpointDeps } from './endpoints.js';
 import { agentRoutes, localMember, nodeTaggedAddresses, type AgentMember } from './endpoints_agent.js';
-import { catalogRoutes } from './endpoints_catalog.js';
+import { catalogRoutes, catalogRpcMethods } from './endpoints_catalog.js';
 import { healthRoutes } from './endpoints_health.js';
 import { kvRoutes } from './endpoints_kv.js';
 import { operatorRoutes } from './endpoints_operator.js';
@@ -433,9 +433,9 @@ export class Agent {
   private rpcMethods(raft: RaftNode): Map<string, RpcMethod> {
     return new Map<string, RpcMethod>([
       ...consulRpcMethods({ raft, state: this.state, datacenter: this.config.datacenter }),
-      // Session.Apply, Session.Renew and Txn.Apply, which followers forward here.
+      // Session.Apply, Session.Renew, Txn.Apply, Catalog.Register and .Deregister, which followers forward here.
       ...(this.endpointDeps !== undefined && this.sessionTimers !== undefined ? sessionRpcMethods(this.endpointDeps, this.sessionTimers) : []),
-      ...(this.endpointDeps !== undefined ? txnRpcMethods(this.endpointDeps) : []),
+      ...(this.endpointDeps !== undefined ? [...txnRpcMethods(this.endpointDeps), ...catalogRpcMethods(this.endpointDeps)] : []),
       // Consul's Status.Ping has an empty struct reply, `80` on the wire.
       ['Status.Ping', () => ({})],
       [SERVER_INFO_METHOD, () => this.serverInfo()],

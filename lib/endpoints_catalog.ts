@@ -5,7 +5,8 @@
 // arguments plus QueryOptions, write through Raft (applyCommand) or read through a blocking query,
 // and return the value with its query meta. The HTTP routes (agent/catalog_endpoint.go) parse the
 // request, call them, and normalise the output the way Consul's HTTP handlers do (empty lists are
-// `[]`, nil tags become `[]`).
+// `[]`, nil tags become `[]`). On a follower, register and deregister go to the leader as
+// Catalog.Register and Catalog.Deregister (catalogRpcMethods serves them there).
 //
 // Also here, because the health endpoints render the same records: the JSON renderers of
 // structs.Node, structs.ServiceNode, structs.NodeService and structs.HealthCheck (field order and
@@ -37,7 +38,9 @@ import { GO_NODE, GO_NODE_SERVICE, GO_SERVICE_NODE, type GoType } from './bexprt
 import * as catalog from './catalog.js';
 import type { DeregisterRequest, HealthCheckInput, MetaFilter, NodeServiceInput, RegisterRequest } from './catalog.js';
 import { DurationError, formatDuration, parseDuration } from './duration.js';
-import { applyCommand, decodeJsonBody, queryResponse, type EndpointDeps } from './endpoints.js';
+import { applyCommand, decodeJsonBody, forwardToLeader, queryResponse, type EndpointDeps } from './endpoints.js';
+import { parseDeregisterRequest, parseRegisterRequest } from './fsm.js';
+import type { RpcMethod } from './rpc.js';
 import { HttpError, type AbortSignalLike, type HttpRequest, type HttpRoute } from './http.js';
 import type { ReadTxn } from './memdb.js';
 import { blockingQuery, checkDatacenter, NO_PATH_TO_DATACENTER_TEXT, parseQueryOptions, type QueryOptions, type QueryReply } from './query.js';
@@ -99,6 +102,24 @@ export async function catalogDeregister(deps: EndpointDeps, args: DeregisterRequ
   requireLocalDatacenter(deps, args.Datacenter);
   await applyCommand(deps, { type: 'deregister', request: args });
   return true;
+}
+
+/**
+ * The leader's Catalog.Register and Catalog.Deregister for forwarded writes: the request read with
+ * the register and deregister commands' shapes, then the methods above (which refuse on a
+ * follower, naming the leader).
+ */
+export function catalogRpcMethods(deps: EndpointDeps): Map<string, RpcMethod> {
+  return new Map<string, RpcMethod>([
+    ['Catalog.Register', (args) => catalogRegister(deps, parseRegisterRequest(args))],
+    ['Catalog.Deregister', (args) => catalogDeregister(deps, parseDeregisterRequest(args))],
+  ]);
+}
+
+/** A catalog write on a follower goes to the leader (Consul's ForwardRPC); on the leader it runs here. */
+async function forwardedOr<T>(deps: EndpointDeps, serviceMethod: string, args: T, local: (deps: EndpointDeps, args: T) => Promise<boolean>): Promise<boolean> {
+  const forwarded = await forwardToLeader(deps, serviceMethod, args);
+  return forwarded === undefined ? local(deps, args) : forwarded.reply === true;
 }
 
 /** Catalog.ListDatacenters: without WAN federation, only this datacenter. Needs no leader. */
@@ -171,8 +192,8 @@ export function catalogNodeServiceList(deps: EndpointDeps, node: string, options
 /** The /v1/catalog/ routes. Writes are PUT only; reads GET only (Consul's method whitelist). */
 export function catalogRoutes(deps: EndpointDeps): HttpRoute[] {
   return [
-    { path: '/v1/catalog/register', methods: ['PUT'], bodyBytesMax: CATALOG_REGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await catalogRegister(deps, decodeRegisterRequest(deps, request)) }) },
-    { path: '/v1/catalog/deregister', methods: ['PUT'], bodyBytesMax: CATALOG_DEREGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await catalogDeregister(deps, decodeDeregisterRequest(deps, request)) }) },
+    { path: '/v1/catalog/register', methods: ['PUT'], bodyBytesMax: CATALOG_REGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await forwardedOr(deps, 'Catalog.Register', decodeRegisterRequest(deps, request), catalogRegister) }) },
+    { path: '/v1/catalog/deregister', methods: ['PUT'], bodyBytesMax: CATALOG_DEREGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await forwardedOr(deps, 'Catalog.Deregister', decodeDeregisterRequest(deps, request), catalogDeregister) }) },
     { path: '/v1/catalog/datacenters', methods: ['GET'], handler: () => ({ json: catalogListDatacenters(deps) }) },
     { path: '/v1/catalog/nodes', methods: ['GET'], handler: (request) => readRoute(deps, request, (options) => catalogListNodes(deps, listArgs(deps, request), options, request.signal)) },
     { path: '/v1/catalog/services', methods: ['GET'], handler: (request) => readRoute(deps, request, (options) => catalogListServices(deps, { nodeMeta: parseNodeMeta(request) }, options, request.signal)) },

@@ -607,6 +607,16 @@ const TXN_OP: Shape<TxnOp> = (v, p) => {
 };
 const TXN_REQUEST = object({ Ops: array(TXN_OP) });
 
+/** A register request as it travels in a forwarded Catalog.Register (the register command's shape). Throws FsmError. */
+export function parseRegisterRequest(value: unknown): RegisterRequest {
+  return REGISTER_REQUEST(value, 'RegisterRequest');
+}
+
+/** A deregister request as it travels in a forwarded Catalog.Deregister. Throws FsmError. */
+export function parseDeregisterRequest(value: unknown): DeregisterRequest {
+  return DEREGISTER_REQUEST(value, 'DeregisterRequest');
+}
+
 /**
  * Txn ops as they travel in a forwarded Txn.Apply (the shapes of the txn command's payload).
  * Throws FsmError (ERR_COMMAND_CORRUPT) with the first field that does not fit.

@@ -221,6 +221,17 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   const failedTxn = await followerApi('PUT', '/v1/txn', JSON.stringify([{ KV: { Verb: 'cas', Key: 'forwarded/txn', Value: '', Index: 1 } }]));
   assert.equal(failedTxn.status, 409);
   assert.equal(((await failedTxn.json()) as { Errors: { OpIndex: number }[] }).Errors[0]?.OpIndex, 0);
+  // Catalog writes (Catalog.Register, Catalog.Deregister), read back on the leader.
+  const leaderHttp = ports[servers.findIndex((server) => server.address === newLeader)]!.http;
+  const registered = await followerApi('PUT', '/v1/catalog/register', JSON.stringify({ Node: 'external-db', Address: '192.0.2.10', Service: { Service: 'db', Port: 5432 } }));
+  assert.equal(registered.status, 200);
+  const external = await fetch(`http://127.0.0.1:${leaderHttp}/v1/catalog/node/external-db?consistent`);
+  assert.equal(((await external.json()) as { Services: Record<string, { Port: number }> }).Services['db']?.Port, 5432);
+  assert.equal((await followerApi('PUT', '/v1/catalog/deregister', JSON.stringify({ Node: 'external-db' }))).status, 200);
+  assert.equal(await (await fetch(`http://127.0.0.1:${leaderHttp}/v1/catalog/node/external-db?consistent`)).text(), 'null');
+  const badRegister = await followerApi('PUT', '/v1/catalog/register', JSON.stringify({ Node: 'x' }));
+  assert.equal(badRegister.status, 500, 'the leader\'s refusal comes back');
+  assert.equal(await badRegister.text(), 'Must provide address if SkipNodeUpdate is not set');
 
   startServer(victim);
   await writer.writeAcked(WRITES_AFTER_RESTART, 10_000);
