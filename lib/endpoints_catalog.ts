@@ -116,10 +116,16 @@ export function catalogRpcMethods(deps: EndpointDeps): Map<string, RpcMethod> {
   ]);
 }
 
-/** A catalog write on a follower goes to the leader (Consul's ForwardRPC); on the leader it runs here. */
-async function forwardedOr<T>(deps: EndpointDeps, serviceMethod: string, args: T, local: (deps: EndpointDeps, args: T) => Promise<boolean>): Promise<boolean> {
-  const forwarded = await forwardToLeader(deps, serviceMethod, args);
-  return forwarded === undefined ? local(deps, args) : forwarded.reply === true;
+/** Catalog.Register wherever it must run: here on the leader, forwarded on a follower (Consul's ForwardRPC). */
+export async function registerAtLeader(deps: EndpointDeps, args: RegisterRequest): Promise<boolean> {
+  const forwarded = await forwardToLeader(deps, 'Catalog.Register', args);
+  return forwarded === undefined ? catalogRegister(deps, args) : forwarded.reply === true;
+}
+
+/** Catalog.Deregister wherever it must run, as registerAtLeader. */
+export async function deregisterAtLeader(deps: EndpointDeps, args: DeregisterRequest): Promise<boolean> {
+  const forwarded = await forwardToLeader(deps, 'Catalog.Deregister', args);
+  return forwarded === undefined ? catalogDeregister(deps, args) : forwarded.reply === true;
 }
 
 /** Catalog.ListDatacenters: without WAN federation, only this datacenter. Needs no leader. */
@@ -192,8 +198,8 @@ export function catalogNodeServiceList(deps: EndpointDeps, node: string, options
 /** The /v1/catalog/ routes. Writes are PUT only; reads GET only (Consul's method whitelist). */
 export function catalogRoutes(deps: EndpointDeps): HttpRoute[] {
   return [
-    { path: '/v1/catalog/register', methods: ['PUT'], bodyBytesMax: CATALOG_REGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await forwardedOr(deps, 'Catalog.Register', decodeRegisterRequest(deps, request), catalogRegister) }) },
-    { path: '/v1/catalog/deregister', methods: ['PUT'], bodyBytesMax: CATALOG_DEREGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await forwardedOr(deps, 'Catalog.Deregister', decodeDeregisterRequest(deps, request), catalogDeregister) }) },
+    { path: '/v1/catalog/register', methods: ['PUT'], bodyBytesMax: CATALOG_REGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await registerAtLeader(deps, decodeRegisterRequest(deps, request)) }) },
+    { path: '/v1/catalog/deregister', methods: ['PUT'], bodyBytesMax: CATALOG_DEREGISTER_BODY_BYTES_MAX, handler: async (request) => ({ json: await deregisterAtLeader(deps, decodeDeregisterRequest(deps, request)) }) },
     { path: '/v1/catalog/datacenters', methods: ['GET'], handler: () => ({ json: catalogListDatacenters(deps) }) },
     { path: '/v1/catalog/nodes', methods: ['GET'], handler: (request) => readRoute(deps, request, (options) => catalogListNodes(deps, listArgs(deps, request), options, request.signal)) },
     { path: '/v1/catalog/services', methods: ['GET'], handler: (request) => readRoute(deps, request, (options) => catalogListServices(deps, { nodeMeta: parseNodeMeta(request) }, options, request.signal)) },

@@ -38,7 +38,7 @@ import { formatDuration } from './duration.js';
 import type { CatalogClient, LocalCheck, LocalService, LocalState } from './antientropy.js';
 import * as catalog from './catalog.js';
 import type { EndpointDeps } from './endpoints.js';
-import { catalogDeregister, catalogRegister } from './endpoints_catalog.js';
+import { deregisterAtLeader, registerAtLeader } from './endpoints_catalog.js';
 import { blockingQuery, readQuery } from './query.js';
 import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type CheckRunnerOptions, type CheckTimer, type RunningCheck, type TtlCheck } from './checks.js';
 import type { AgentPersistence } from './agentpersist.js';
@@ -429,11 +429,12 @@ export function serverCatalogClient(deps: EndpointDeps): CatalogClient {
       });
       return reply.value;
     },
+    // A follower's anti-entropy writes at the leader, as Consul's agent does through RPC.
     async register(request) {
-      await catalogRegister(deps, request);
+      await registerAtLeader(deps, request);
     },
     async deregister(request) {
-      await catalogDeregister(deps, request);
+      await deregisterAtLeader(deps, request);
     },
   };
 }

@@ -229,6 +229,13 @@ test('kill -9 of the leader under write load loses no acknowledged write; the re
   assert.equal(((await external.json()) as { Services: Record<string, { Port: number }> }).Services['db']?.Port, 5432);
   assert.equal((await followerApi('PUT', '/v1/catalog/deregister', JSON.stringify({ Node: 'external-db' }))).status, 200);
   assert.equal(await (await fetch(`http://127.0.0.1:${leaderHttp}/v1/catalog/node/external-db?consistent`)).text(), 'null');
+  // A service registered with the follower's own agent reaches the catalog through anti-entropy,
+  // which writes at the leader.
+  assert.equal((await followerApi('PUT', '/v1/agent/service/register', JSON.stringify({ Name: 'on-follower', Port: 9090 }))).status, 200);
+  await waitFor('the follower\'s service in the leader\'s catalog', async () => {
+    const instances = (await (await fetch(`http://127.0.0.1:${leaderHttp}/v1/catalog/service/on-follower?consistent`)).json()) as { Node: string; ServicePort: number }[];
+    return instances.length === 1 && instances[0]?.Node === follower.name && instances[0].ServicePort === 9090 ? true : undefined;
+  }, 10_000);
   const badRegister = await followerApi('PUT', '/v1/catalog/register', JSON.stringify({ Node: 'x' }));
   assert.equal(badRegister.status, 500, 'the leader\'s refusal comes back');
   assert.equal(await badRegister.text(), 'Must provide address if SkipNodeUpdate is not set');
