@@ -25,7 +25,7 @@ import { agentRoutes, localMember, nodeTaggedAddresses, type AgentMember } from 
 import { catalogRoutes, catalogRpcMethods } from './endpoints_catalog.js';
 import { healthRoutes } from './endpoints_health.js';
 import { kvRoutes } from './endpoints_kv.js';
-import { operatorRoutes } from './endpoints_operator.js';
+import { operatorRoutes, operatorRpcMethods } from './endpoints_operator.js';
 import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes, sessionRpcMethods } from './endpoints_session.js';
 import { txnRoutes, txnRpcMethods } from './endpoints_txn.js';
@@ -433,9 +433,9 @@ export class Agent {
   private rpcMethods(raft: RaftNode): Map<string, RpcMethod> {
     return new Map<string, RpcMethod>([
       ...consulRpcMethods({ raft, state: this.state, datacenter: this.config.datacenter }),
-      // Session.Apply, Session.Renew, Txn.Apply, Catalog.Register and .Deregister, which followers forward here.
+      // The write methods followers forward here: sessions, txn, catalog, operator.
       ...(this.endpointDeps !== undefined && this.sessionTimers !== undefined ? sessionRpcMethods(this.endpointDeps, this.sessionTimers) : []),
-      ...(this.endpointDeps !== undefined ? [...txnRpcMethods(this.endpointDeps), ...catalogRpcMethods(this.endpointDeps)] : []),
+      ...(this.endpointDeps !== undefined ? [...txnRpcMethods(this.endpointDeps), ...catalogRpcMethods(this.endpointDeps), ...operatorRpcMethods(this.endpointDeps, raft)] : []),
       // Consul's Status.Ping has an empty struct reply, `80` on the wire.
       ['Status.Ping', () => ({})],
       [SERVER_INFO_METHOD, () => this.serverInfo()],

@@ -29,6 +29,10 @@
 // up-to-date one (hashicorp LeadershipTransfer[ToServer], Consul's attemptLeadershipTransfer):
 // {"Success": true}, or a 500 with the reason (Consul's text for an ID it cannot find).
 //
+// On a follower, peer removal and the autopilot PUT are forwarded to the leader
+// (Operator.RaftRemovePeerByAddress/ByID, Operator.AutopilotSetConfiguration, served there by
+// operatorRpcMethods); health, state and transfer-leader answer only on the leader.
+//
 // What it does not do: ACLs (operator:read/write), forwarding to the
 // leader (a follower answers with NOT_LEADER_PREFIX and the leader's address, as writes do).
 //
@@ -42,8 +46,11 @@ import { HttpError, type HttpRequest, type HttpRoute } from './http.js';
 import { goQuote } from './kvs.js';
 import { checkDatacenter, parseQueryOptions, raftErrorToHttp, readQuery, waitForLeader, type QueryOptions } from './query.js';
 import type { RaftStatus } from './raft.js';
-import { autopilotConfig, autopilotConfigJson, parseAutopilotConfigBody, type AutopilotStateJson, type OperatorHealthJson } from './autopilot.js';
-import { parseFirstJsonValue } from './endpoints.js';
+import { autopilotConfig, autopilotConfigJson, parseAutopilotConfigBody, type AutopilotConfigInput, type AutopilotStateJson, type OperatorHealthJson } from './autopilot.js';
+import { forwardToLeader, parseFirstJsonValue } from './endpoints.js';
+import { parseAutopilotSetRequest } from './fsm.js';
+import type { MsgpackValue } from './msgpack.js';
+import type { RpcMethod } from './rpc.js';
 import { SUFFRAGE } from './raftconfig.js';
 import { TABLES, type NodeRecord } from './schema.js';
 
@@ -179,8 +186,16 @@ async function peerRoute(deps: EndpointDeps, raft: OperatorRaft, request: HttpRe
   const hasAddress = request.query.has('address');
   if (!hasId && !hasAddress) throw new HttpError(400, PEER_MISSING_PARAM_TEXT);
   if (hasId && hasAddress) throw new HttpError(400, PEER_BOTH_PARAMS_TEXT);
-  if (hasAddress) await operatorRaftRemovePeerByAddress(deps, raft, request.query.get('address') ?? '');
-  else await operatorRaftRemovePeerByID(deps, raft, request.query.get('id') ?? '');
+  const address = request.query.get('address') ?? '';
+  const id = request.query.get('id') ?? '';
+  // On a follower the leader removes it (Consul's ForwardRPC).
+  const forwarded = hasAddress
+    ? await forwardToLeader(deps, 'Operator.RaftRemovePeerByAddress', { Datacenter: deps.config.datacenter, Address: address })
+    : await forwardToLeader(deps, 'Operator.RaftRemovePeerByID', { Datacenter: deps.config.datacenter, ID: id });
+  if (forwarded === undefined) {
+    if (hasAddress) await operatorRaftRemovePeerByAddress(deps, raft, address);
+    else await operatorRaftRemovePeerByID(deps, raft, id);
+  }
   // Consul's handler returns no object: 200 with an empty body.
   return { text: '' };
 }
@@ -207,6 +222,14 @@ async function autopilotConfigurationRoute(deps: EndpointDeps, request: HttpRequ
     if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new HttpError(400, `Error parsing cas value: strconv.ParseUint: parsing ${goQuote(text)}: invalid syntax`);
     casIndex = Number(text);
   }
+  const forwarded = await forwardToLeader(deps, 'Operator.AutopilotSetConfiguration', { Datacenter: deps.config.datacenter, Config: { ...config, ModifyIndex: casIndex ?? 0 }, CAS: casIndex !== undefined });
+  const wrote = forwarded === undefined ? await autopilotSetConfiguration(deps, config, casIndex) : forwarded.reply === true;
+  // Only a CAS reports whether it wrote.
+  return { json: casIndex === undefined ? true : wrote };
+}
+
+/** Operator.AutopilotSetConfiguration on the leader: stores the settings (with casIndex, only if it matches). */
+async function autopilotSetConfiguration(deps: EndpointDeps, config: AutopilotConfigInput, casIndex: number | undefined): Promise<boolean> {
   await requireLeader(deps);
   let result;
   try {
@@ -215,8 +238,42 @@ async function autopilotConfigurationRoute(deps: EndpointDeps, request: HttpRequ
     throw raftErrorToHttp(error);
   }
   if (!result.ok) throw new HttpError(500, result.error.message);
-  // Only a CAS reports whether it wrote.
-  return { json: casIndex === undefined ? true : result.value === true };
+  return result.value === true;
+}
+
+/**
+ * The leader's Operator methods for forwarded writes: peer removal by address or ID, and the
+ * autopilot settings (read with the autopilot command's shape). They refuse on a follower, naming
+ * the leader.
+ */
+export function operatorRpcMethods(deps: EndpointDeps, raft: OperatorRaft): Map<string, RpcMethod> {
+  const fields = (args: MsgpackValue, what: string): Record<string, MsgpackValue> => {
+    if (args === null || typeof args !== 'object' || Array.isArray(args) || args instanceof Uint8Array) throw new Error(`${what} must be a map`);
+    const request = args as Record<string, MsgpackValue>;
+    const datacenter = request['Datacenter'];
+    if (datacenter !== undefined && datacenter !== '' && datacenter !== deps.config.datacenter) throw new Error('No path to datacenter');
+    return request;
+  };
+  const text = (request: Record<string, MsgpackValue>, name: string): string => {
+    const value = request[name] ?? '';
+    if (typeof value !== 'string') throw new Error(`${name} must be a string`);
+    return value;
+  };
+  return new Map<string, RpcMethod>([
+    ['Operator.RaftRemovePeerByAddress', async (args) => {
+      await operatorRaftRemovePeerByAddress(deps, raft, text(fields(args, 'RaftRemovePeerRequest'), 'Address'));
+      return {};
+    }],
+    ['Operator.RaftRemovePeerByID', async (args) => {
+      await operatorRaftRemovePeerByID(deps, raft, text(fields(args, 'RaftRemovePeerRequest'), 'ID'));
+      return {};
+    }],
+    ['Operator.AutopilotSetConfiguration', (args) => {
+      const request = fields(args, 'AutopilotSetConfigRequest');
+      const { config, casIndex } = parseAutopilotSetRequest(request);
+      return autopilotSetConfiguration(deps, config, casIndex);
+    }],
+  ]);
 }
 
 async function autopilotStateRoute(deps: EndpointDeps, autopilot: OperatorAutopilot, request: HttpRequest) {

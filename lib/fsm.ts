@@ -607,6 +607,13 @@ const TXN_OP: Shape<TxnOp> = (v, p) => {
 };
 const TXN_REQUEST = object({ Ops: array(TXN_OP) });
 
+/** An AutopilotSetConfigRequest as it travels in a forwarded Operator.AutopilotSetConfiguration (the autopilot command's shape). Throws FsmError. */
+export function parseAutopilotSetRequest(value: unknown): { config: AutopilotConfigInput; casIndex: number | undefined } {
+  const request = AUTOPILOT_REQUEST(value, 'AutopilotSetConfigRequest');
+  const { ModifyIndex: casIndex, ...config } = request.Config;
+  return { config, casIndex: request.CAS ? casIndex : undefined };
+}
+
 /** A register request as it travels in a forwarded Catalog.Register (the register command's shape). Throws FsmError. */
 export function parseRegisterRequest(value: unknown): RegisterRequest {
   return REGISTER_REQUEST(value, 'RegisterRequest');

@@ -222,3 +222,27 @@ test('autopilot configuration: 500 until stored; PUT stores it (Go zero values f
     assert.equal(reply.body, text);
   }
 });
+
+test('the leader serves forwarded operator writes: peer removal by ID or address, autopilot settings; bad arguments are errors', async (t) => {
+  const { api, removed, setStatus } = await start(t);
+  setStatus((status) => ({
+    ...status,
+    configuration: { index: 9, servers: [{ suffrage: 0, id: SELF_ID, address: SELF_ADDRESS }, { suffrage: 0, id: 'peer-2', address: '10.0.0.2:8300' }] },
+  }));
+  const { operatorRpcMethods } = await import('../lib/endpoints_operator.js');
+  const raft: OperatorRaft = { status: () => ({ ...api.raft.status(), configuration: { index: 9, servers: [{ suffrage: 0, id: SELF_ID, address: SELF_ADDRESS }, { suffrage: 0, id: 'peer-2', address: '10.0.0.2:8300' }] } }), leader: () => api.raft.leader(), peers: () => api.raft.peers(), removeServer: async (id) => void removed.push(id), transferLeadership: async () => undefined };
+  const methods = operatorRpcMethods(api.deps, raft);
+  const context = { remoteAddress: '127.0.0.9:1' };
+  assert.deepEqual(await methods.get('Operator.RaftRemovePeerByID')!({ Datacenter: 'dc1', ID: 'peer-2' }, context), {});
+  assert.deepEqual(await methods.get('Operator.RaftRemovePeerByAddress')!({ Address: '10.0.0.2:8300' }, context), {});
+  assert.deepEqual(removed, ['peer-2', 'peer-2']);
+  await assert.rejects(Promise.resolve().then(() => methods.get('Operator.RaftRemovePeerByID')!({ ID: 'nobody' }, context)), /id "nobody" was not found in the Raft configuration/);
+  await assert.rejects(Promise.resolve().then(() => methods.get('Operator.RaftRemovePeerByID')!('junk', context)), /RaftRemovePeerRequest must be a map/);
+  const set = methods.get('Operator.AutopilotSetConfiguration')!;
+  const config = { CleanupDeadServers: false, LastContactThreshold: 300e6, MaxTrailingLogs: 9, MinQuorum: 2, ServerStabilizationTime: 5e9, RedundancyZoneTag: '', DisableUpgradeMigration: false, UpgradeVersionTag: '' };
+  assert.equal(await set({ Datacenter: 'dc1', Config: { ...config, ModifyIndex: 0 }, CAS: false }, context), true);
+  const stored = JSON.parse((await api.request('GET', '/v1/operator/autopilot/configuration')).body) as Record<string, unknown>;
+  assert.deepEqual([stored['MinQuorum'], stored['LastContactThreshold'], stored['ServerStabilizationTime']], [2, '300ms', '5s']);
+  assert.equal(await set({ Config: { ...config, ModifyIndex: 1 }, CAS: true }, context), false, 'a stale CAS');
+  await assert.rejects(Promise.resolve().then(() => set({ Config: { MinQuorum: 'x' }, CAS: false }, context)), /AutopilotSetConfigRequest/);
+});

@@ -330,8 +330,14 @@ test('a server joining a running cluster is added as a nonvoter and promoted onc
     }, 10_000);
     assert.equal(health.FailureTolerance, 1);
     // The first leader stored the agents' autopilot settings in Raft; any server serves them.
-    const settings = (await (await fetch(`http://127.0.0.1:${ports[3]!.http}/v1/operator/autopilot/configuration?stale`)).json()) as { ServerStabilizationTime: string; CleanupDeadServers: boolean };
+    const settings = (await (await fetch(`http://127.0.0.1:${ports[3]!.http}/v1/operator/autopilot/configuration?stale`)).json()) as { ServerStabilizationTime: string; CleanupDeadServers: boolean; ModifyIndex: number };
     assert.deepEqual([settings.ServerStabilizationTime, settings.CleanupDeadServers], ['1s', true]);
+    // A PUT through a follower is forwarded to the leader (Operator.AutopilotSetConfiguration).
+    const followerPort = ports[servers.findIndex((server) => server.address !== before)]!.http;
+    const put = await fetch(`http://127.0.0.1:${followerPort}/v1/operator/autopilot/configuration?cas=${settings.ModifyIndex}`, { method: 'PUT', body: JSON.stringify({ ...settings, MinQuorum: 2 }) });
+    assert.equal((await put.text()).trim(), 'true');
+    const after = (await (await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/autopilot/configuration`)).json()) as { MinQuorum: number; ServerStabilizationTime: string };
+    assert.deepEqual([after.MinQuorum, after.ServerStabilizationTime], [2, '1s']);
     assert.deepEqual(health.Servers.map((server) => [server.Name, server.Voter, server.SerfStatus]).sort(), [['j0', true, 'alive'], ['j1', true, 'alive'], ['j2', true, 'alive'], ['j3', true, 'alive']]);
     const target = [first, second, third].find((server) => server.address !== before)!;
     const raftServers = ((await (await fetch(`http://127.0.0.1:${leaderPort}/v1/operator/raft/configuration`)).json()) as { Servers: { ID: string; Node: string }[] }).Servers;
