@@ -11,6 +11,7 @@
 // Reference: Consul agent/agent.go (Start, ShutdownAgent, setupNodeID) and
 // agent/agent_endpoint.go (AgentSelf), agent/status_endpoint.go.
 
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, availableParallelism, hostname, platform } from 'node:os';
@@ -30,7 +31,7 @@ import { consulRpcMethods } from './endpoints_rpc.js';
 import { sessionRoutes, sessionRpcMethods } from './endpoints_session.js';
 import { txnRoutes, txnRpcMethods } from './endpoints_txn.js';
 import { HttpError, listenHttp, type HttpListener, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { LeaderReconciler, selfRegistration } from './leader.js';
+import { buildVersion, LeaderReconciler, selfRegistration } from './leader.js';
 import { Autopilot, autopilotConfig, autopilotInputFromConfig, configFromAutopilotRecord, nodeMetaById } from './autopilot.js';
 import type { Logger } from './log.js';
 import { keyringErrorText, Membership, type PoolName } from './membership.js';
@@ -188,13 +189,16 @@ export class Agent {
 
   private async waitForRaftRemoval(): Promise<void> {
     const raft = this.raft;
-    if (raft === undefined || !raft.status().configuration.servers.some((server) => server.id === this.nodeId)) return;
+    if (raft === undefined) return;
+    const isMember = (): boolean => raft.status().configuration.servers.some((server) => server.id === this.nodeId);
     const giveUpAt = Date.now() + LEAVE_RAFT_REMOVAL_WAIT_MS;
-    while (Date.now() < giveUpAt) {
+    while (isMember()) {
+      if (Date.now() >= giveUpAt) {
+        this.logger.warn('failed to leave raft configuration gracefully, timeout');
+        return;
+      }
       await new Promise((resolveWait) => setTimeout(resolveWait, LEAVE_RAFT_REMOVAL_POLL_MS));
-      if (!raft.status().configuration.servers.some((server) => server.id === this.nodeId)) return;
     }
-    this.logger.warn('failed to leave raft configuration gracefully, timeout');
   }
 
   private async transferLeadershipForLeave(): Promise<void> {
@@ -354,7 +358,7 @@ export class Agent {
       isLeader: () => raft.isLeader,
       status: () => raft.status(),
       tickMs: raft.tickMs,
-      poolServers: () => new Map((this.membership?.members('lan') ?? []).filter((member) => member.Tags['role'] === 'consul' && member.Tags['dc'] === config.datacenter).map((member) => [member.Tags['id'] ?? '', { name: member.Name, status: member.Status, version: /\d+\.\d+\.\d+/.exec(member.Tags['build'] ?? '')?.[0] ?? '' }])),
+      poolServers: () => new Map((this.membership?.members('lan') ?? []).filter((member) => member.Tags['role'] === 'consul' && member.Tags['dc'] === config.datacenter).map((member) => [member.Tags['id'] ?? '', { name: member.Name, status: member.Status, version: buildVersion(member.Tags['build'] ?? '') }])),
       promote: (id) => raft.changeConfiguration({ op: 'promote', id }),
       forceLeave: (name) => this.membership?.forceLeave('lan', name, false),
       nowMs: Date.now,
@@ -431,11 +435,16 @@ export class Agent {
 
   /** The server port's methods: Consul's (lib/endpoints_rpc.ts) and our discovery query. */
   private rpcMethods(raft: RaftNode): Map<string, RpcMethod> {
+    const deps = this.endpointDeps;
+    const timers = this.sessionTimers;
+    assert(deps !== undefined && timers !== undefined, 'leader duties are set up before the RPC server');
     return new Map<string, RpcMethod>([
       ...consulRpcMethods({ raft, state: this.state, datacenter: this.config.datacenter }),
       // The write methods followers forward here: sessions, txn, catalog, operator.
-      ...(this.endpointDeps !== undefined && this.sessionTimers !== undefined ? sessionRpcMethods(this.endpointDeps, this.sessionTimers) : []),
-      ...(this.endpointDeps !== undefined ? [...txnRpcMethods(this.endpointDeps), ...catalogRpcMethods(this.endpointDeps), ...operatorRpcMethods(this.endpointDeps, raft)] : []),
+      ...sessionRpcMethods(deps, timers),
+      ...txnRpcMethods(deps),
+      ...catalogRpcMethods(deps),
+      ...operatorRpcMethods(deps, raft),
       // Consul's Status.Ping has an empty struct reply, `80` on the wire.
       ['Status.Ping', () => ({})],
       [SERVER_INFO_METHOD, () => this.serverInfo()],

@@ -43,6 +43,8 @@ import { formatDuration, parseDuration } from './duration.js';
 import type { ReadTxn, WriteTxn } from './memdb.js';
 import { TABLES, bumpTableIndex, tableIndex, type AutopilotConfigRecord, type NodeRecord, type QueryResult } from './schema.js';
 import type { Logger } from './log.js';
+import { SUFFRAGE } from './raftconfig.js';
+import { MemberStatus } from './serfwire.js';
 import type { RaftServer } from './snapshot.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -158,12 +160,6 @@ export interface OperatorHealthJson {
 
 /** How often the leader looks at its servers (raft-autopilot's update interval). */
 export const AUTOPILOT_INTERVAL_MS = 2_000;
-const VOTER = 0;
-const NONVOTER = 1;
-const SERF_ALIVE = 1;
-const SERF_FAILED = 4;
-const SERF_LEAVING = 2;
-const SERF_LEFT = 3;
 /** raft-autopilot's RaftState by suffrage (voter, nonvoter, staging); the leader is "leader". */
 const RAFT_STATUS_NAMES: readonly string[] = ['voter', 'non-voter', 'staging'];
 
@@ -186,7 +182,7 @@ export function promotionsDue(view: LeaderView, aliveIds: ReadonlySet<string>, c
     }
     const since = healthySince.get(server.id) ?? nowMs;
     healthySince.set(server.id, since);
-    if (server.suffrage === NONVOTER && nowMs - since >= config.serverStabilizationTimeMs) due.push(server.id);
+    if (server.suffrage === SUFFRAGE.nonvoter && nowMs - since >= config.serverStabilizationTimeMs) due.push(server.id);
   }
   return due.sort();
 }
@@ -204,7 +200,7 @@ interface ServerState {
 
 /** Every server of the configuration, and the cluster's health and failure tolerance. */
 function clusterState(view: LeaderView, pool: ReadonlyMap<string, PoolServer>, config: AutopilotConfig, tickMs: number, healthySince: ReadonlyMap<string, number>, nowMs: number): { servers: ServerState[]; isHealthy: boolean; failureTolerance: number } {
-  const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE || member.status === SERF_LEAVING).map(([id]) => id));
+  const aliveIds = new Set([...pool].filter(([, member]) => member.status === MemberStatus.alive || member.status === MemberStatus.leaving).map(([id]) => id));
   const progress = new Map(view.progress.map((p) => [p.id, p]));
   const servers = view.configuration.servers.map((server): ServerState => {
     const isLeader = server.id === view.id;
@@ -219,7 +215,7 @@ function clusterState(view: LeaderView, pool: ReadonlyMap<string, PoolServer>, c
       stableSinceMs: healthySince.get(server.id) ?? nowMs,
     };
   });
-  const voters = servers.filter((state) => state.server.suffrage === VOTER);
+  const voters = servers.filter((state) => state.server.suffrage === SUFFRAGE.voter);
   const quorum = Math.floor(voters.length / 2) + 1;
   const healthyVoters = voters.filter((state) => state.isHealthy).length;
   return { servers, isHealthy: servers.every((state) => state.isHealthy), failureTolerance: Math.max(0, healthyVoters - quorum) };
@@ -243,7 +239,7 @@ export function operatorHealth(view: LeaderView, pool: ReadonlyMap<string, PoolS
     LastTerm: view.term,
     LastIndex: state.lastIndex,
     Healthy: state.isHealthy,
-    Voter: state.server.suffrage === VOTER,
+    Voter: state.server.suffrage === SUFFRAGE.voter,
     // Go's time.Round(time.Second).UTC() in RFC 3339.
     StableSince: new Date(Math.round(state.stableSinceMs / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
   }));
@@ -282,19 +278,19 @@ export function operatorState(view: LeaderView, pool: ReadonlyMap<string, PoolSe
     OptimisticFailureTolerance: cluster.failureTolerance,
     Servers: servers,
     Leader: view.id,
-    Voters: cluster.servers.filter((state) => state.server.suffrage === VOTER).map((state) => state.server.id),
+    Voters: cluster.servers.filter((state) => state.server.suffrage === SUFFRAGE.voter).map((state) => state.server.id),
   };
 }
 
 /** raft-autopilot's NodeStatus from the serf member: leaving counts as alive. */
 function nodeStatus(member: PoolServer | undefined): string {
   switch (member?.status) {
-    case SERF_ALIVE:
-    case SERF_LEAVING:
+    case MemberStatus.alive:
+    case MemberStatus.leaving:
       return 'alive';
-    case SERF_LEFT:
+    case MemberStatus.left:
       return 'left';
-    case SERF_FAILED:
+    case MemberStatus.failed:
       return 'failed';
     default:
       return 'unknown';
@@ -441,13 +437,13 @@ export function deadServerCleanup(servers: readonly RaftServer[], pool: Readonly
   const chosen: string[] = [];
   const failedName = (server: RaftServer): string | undefined => {
     const member = pool.get(server.id);
-    return server.id !== selfId && member?.status === SERF_FAILED ? member.name : undefined;
+    return server.id !== selfId && member?.status === MemberStatus.failed ? member.name : undefined;
   };
   for (const server of servers) {
-    const name = server.suffrage !== 0 ? failedName(server) : undefined;
+    const name = server.suffrage !== SUFFRAGE.voter ? failedName(server) : undefined;
     if (name !== undefined) chosen.push(name);
   }
-  const voters = servers.filter((server) => server.suffrage === 0);
+  const voters = servers.filter((server) => server.suffrage === SUFFRAGE.voter);
   let maxRemoval = Math.floor((voters.length - 1) / 2);
   let remaining = voters.length;
   for (const server of voters) {
@@ -502,7 +498,7 @@ export class Autopilot {
     try {
       const view = this.deps.status();
       const pool = this.deps.poolServers();
-      const aliveIds = new Set([...pool].filter(([, member]) => member.status === SERF_ALIVE).map(([id]) => id));
+      const aliveIds = new Set([...pool].filter(([, member]) => member.status === MemberStatus.alive).map(([id]) => id));
       const config = this.deps.config();
       const due = promotionsDue(view, aliveIds, config, this.deps.tickMs, this.healthySince, this.deps.nowMs());
       const id = due[0];

@@ -5,9 +5,10 @@
 // Writes: Consul's ForwardRPC holds a write while no leader is known, retrying after a random
 // stagger of up to rpc_hold_timeout/16, and answers "No cluster leader" once rpc_hold_timeout
 // has passed. applyCommand does the same on this server. A follower that knows the leader
-// forwards the write there when the endpoint has a Consul RPC method for it (forwardToLeader:
-// KVS.Apply so far, over the server port with a connection pool); for the others it still answers
-// 500 with NOT_LEADER_PREFIX and the leader's address, as the RPC endpoints do (issue 9).
+// forwards the write there as the Consul RPC method the endpoint stands for (forwardToLeader:
+// KVS, Session, Txn, Catalog and Operator writes, over the server port with a connection pool);
+// an endpoint without one still answers 500 with NOT_LEADER_PREFIX and the leader's address, as
+// the RPC endpoints do (issue 9).
 //
 // Bodies: Consul decodes with json.Decoder.Decode, which reads ONE value and ignores whatever
 // follows it, and whose syntax errors have fixed texts (`invalid character 'x' looking for
@@ -101,13 +102,10 @@ export async function forwardToLeader(deps: EndpointDeps, serviceMethod: string,
       return { reply: await forward(leader, serviceMethod, args) };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      const next = error instanceof RpcError && error.code === 'ERR_RPC_REMOTE' ? leaderFromNotLeaderText(message) : undefined;
-      if (next !== undefined && next !== '' && next !== leader) {
-        leader = next;
-        continue;
-      }
-      if (error instanceof RpcError && error.code === 'ERR_RPC_REMOTE') throw new HttpError(statusOfRpcError(message), message);
-      throw new HttpError(500, `rpc error making call: ${message}`);
+      if (!(error instanceof RpcError && error.code === 'ERR_RPC_REMOTE')) throw new HttpError(500, `rpc error making call: ${message}`);
+      const next = leaderFromNotLeaderText(message);
+      if (next === undefined || next === '' || next === leader) throw new HttpError(statusOfRpcError(message), message);
+      leader = next;
     }
   }
   throw new HttpError(500, 'No cluster leader');

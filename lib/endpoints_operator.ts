@@ -48,6 +48,7 @@ import { checkDatacenter, parseQueryOptions, raftErrorToHttp, readQuery, waitFor
 import type { RaftStatus } from './raft.js';
 import { autopilotConfig, autopilotConfigJson, parseAutopilotConfigBody, type AutopilotConfigInput, type AutopilotStateJson, type OperatorHealthJson } from './autopilot.js';
 import { forwardToLeader, parseFirstJsonValue } from './endpoints.js';
+import { checkRpcDatacenter, rpcFields, rpcString } from './endpoints_rpc.js';
 import { parseAutopilotSetRequest } from './fsm.js';
 import type { MsgpackValue } from './msgpack.js';
 import type { RpcMethod } from './rpc.js';
@@ -248,24 +249,17 @@ async function autopilotSetConfiguration(deps: EndpointDeps, config: AutopilotCo
  */
 export function operatorRpcMethods(deps: EndpointDeps, raft: OperatorRaft): Map<string, RpcMethod> {
   const fields = (args: MsgpackValue, what: string): Record<string, MsgpackValue> => {
-    if (args === null || typeof args !== 'object' || Array.isArray(args) || args instanceof Uint8Array) throw new Error(`${what} must be a map`);
-    const request = args as Record<string, MsgpackValue>;
-    const datacenter = request['Datacenter'];
-    if (datacenter !== undefined && datacenter !== '' && datacenter !== deps.config.datacenter) throw new Error('No path to datacenter');
+    const request = rpcFields(args, what);
+    checkRpcDatacenter(request, deps.config.datacenter);
     return request;
-  };
-  const text = (request: Record<string, MsgpackValue>, name: string): string => {
-    const value = request[name] ?? '';
-    if (typeof value !== 'string') throw new Error(`${name} must be a string`);
-    return value;
   };
   return new Map<string, RpcMethod>([
     ['Operator.RaftRemovePeerByAddress', async (args) => {
-      await operatorRaftRemovePeerByAddress(deps, raft, text(fields(args, 'RaftRemovePeerRequest'), 'Address'));
+      await operatorRaftRemovePeerByAddress(deps, raft, rpcString(fields(args, 'RaftRemovePeerRequest'), 'Address'));
       return {};
     }],
     ['Operator.RaftRemovePeerByID', async (args) => {
-      await operatorRaftRemovePeerByID(deps, raft, text(fields(args, 'RaftRemovePeerRequest'), 'ID'));
+      await operatorRaftRemovePeerByID(deps, raft, rpcString(fields(args, 'RaftRemovePeerRequest'), 'ID'));
       return {};
     }],
     ['Operator.AutopilotSetConfiguration', (args) => {

@@ -70,12 +70,36 @@ export function consulRpcMethods(options: RpcEndpointsOptions): Map<string, RpcM
   ]);
 }
 
+/**
+ * An RPC argument that must be a struct (a msgpack map) as the fields it holds; throws
+ * `<what> must be a map` otherwise. Shared by every server method that decodes a request.
+ */
+export function rpcFields(value: MsgpackValue | undefined, what: string): Record<string, MsgpackValue> {
+  const isMap = value !== null && value !== undefined && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array) && [Object.prototype, null].includes(Object.getPrototypeOf(value));
+  if (!isMap) throw new Error(`${what} must be a map`);
+  return value as Record<string, MsgpackValue>;
+}
+
+/** A string field of an RPC argument ('' when absent); throws `<name> must be a string` otherwise. */
+export function rpcString(fields: Record<string, MsgpackValue>, name: string): string {
+  const value = fields[name] ?? '';
+  if (typeof value !== 'string') throw new Error(`${name} must be a string`);
+  return value;
+}
+
+/** A request's Datacenter: ours or empty; Consul answers this when it knows no route to another. */
+export function checkRpcDatacenter(request: Record<string, MsgpackValue>, datacenter: string): void {
+  const requested = request['Datacenter'] ?? '';
+  if (typeof requested !== 'string') throw new Error('Datacenter must be a string');
+  if (requested !== '' && requested !== datacenter) throw new Error(NO_PATH_TO_DATACENTER_TEXT);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 
 /** KVS.Apply: KVSRequest {Datacenter, Op, DirEnt, Token} → bool (kvs_endpoint.go Apply). */
 async function kvsApplyEndpoint(options: RpcEndpointsOptions, args: MsgpackValue): Promise<boolean> {
-  const request = fieldsOf(args, 'KVSRequest');
+  const request = rpcFields(args, 'KVSRequest');
   checkDatacenter(options, request);
   const op = request['Op'];
   if (typeof op !== 'string' || !(KV_APPLY_OPS as readonly string[]).includes(op)) throw new Error(`Invalid KVS operation '${String(op)}'`);
@@ -97,7 +121,7 @@ async function kvsApplyEndpoint(options: RpcEndpointsOptions, args: MsgpackValue
 
 /** KVS.Get / KVS.List: KeyRequest {Datacenter, Key, QueryOptions} → IndexedDirEntries. */
 async function kvsReadEndpoint(options: RpcEndpointsOptions, args: MsgpackValue, kind: 'get' | 'list'): Promise<Record<string, unknown>> {
-  const request = fieldsOf(args, 'KeyRequest');
+  const request = rpcFields(args, 'KeyRequest');
   checkDatacenter(options, request);
   const key = request['Key'] ?? '';
   if (typeof key !== 'string' || Buffer.byteLength(key) > KEY_BYTES_MAX) throw new Error('KeyRequest.Key must be a string of at most 64 KiB');
@@ -157,15 +181,12 @@ function applyError(error: unknown): Error {
 }
 
 function checkDatacenter(options: RpcEndpointsOptions, request: Record<string, MsgpackValue>): void {
-  const datacenter = request['Datacenter'] ?? '';
-  if (typeof datacenter !== 'string') throw new Error('Datacenter must be a string');
-  // Consul forwards to a remote datacenter and answers this when it knows no route to it.
-  if (datacenter !== '' && datacenter !== options.datacenter) throw new Error(NO_PATH_TO_DATACENTER_TEXT);
+  checkRpcDatacenter(request, options.datacenter);
 }
 
 /** structs.DirEntry from a request, checked field by field. */
 function dirEntInput(value: MsgpackValue | undefined): KvDirEntInput {
-  const fields = fieldsOf(value ?? null, 'DirEnt');
+  const fields = rpcFields(value ?? null, 'DirEnt');
   const key = fields['Key'] ?? '';
   if (typeof key !== 'string' || Buffer.byteLength(key) > KEY_BYTES_MAX) throw new Error('DirEnt.Key must be a string of at most 64 KiB');
   const rawValue = fields['Value'] ?? null;
@@ -185,11 +206,6 @@ function dirEntInput(value: MsgpackValue | undefined): KvDirEntInput {
   };
 }
 
-function fieldsOf(value: MsgpackValue, what: string): Record<string, MsgpackValue> {
-  const isMap = value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array) && [Object.prototype, null].includes(Object.getPrototypeOf(value));
-  if (!isMap) throw new Error(`${what} must be a map`);
-  return value as Record<string, MsgpackValue>;
-}
 
 function optionalBool(fields: Record<string, MsgpackValue>, name: string): boolean {
   const value = fields[name] ?? false;

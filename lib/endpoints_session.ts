@@ -23,10 +23,11 @@
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, typeProblem } from './decode.js';
 import { applyCommand, decodeJsonBody, forwardToLeader, type EndpointDeps } from './endpoints.js';
+import { checkRpcDatacenter, rpcFields, rpcString } from './endpoints_rpc.js';
 import type { MsgpackValue } from './msgpack.js';
 import type { RpcMethod } from './rpc.js';
 import { HttpError, type AbortSignalLike, type HttpRequest, type HttpResponse, type HttpRoute } from './http.js';
-import { blockingQuery, checkDatacenter, notLeaderText, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
+import { blockingQuery, checkDatacenter, defaultQueryOptions, notLeaderText, parseQueryOptions, queryMetaHeaders, readQuery, type QueryOptions, type QueryReply } from './query.js';
 import { StateError, type SessionRecord } from './schema.js';
 import type { SessionTimers } from './sessionttl.js';
 import { nodeSessions, normalizeSessionRequest, sessionGet, sessionList, validateSessionRequest, type SessionCreateBody, type SessionCreateRequest } from './sessions.js';
@@ -234,20 +235,19 @@ async function sessionRenew(deps: EndpointDeps, timers: SessionTimers, request: 
 export function sessionRpcMethods(deps: EndpointDeps, timers: SessionTimers): Map<string, RpcMethod> {
   return new Map<string, RpcMethod>([
     ['Session.Apply', (args) => {
-      const request = wireMap(args, 'SessionRequest');
-      checkWireDatacenter(deps, request);
-      const session = wireMap(request['Session'] ?? {}, 'SessionRequest.Session');
-      if (request['Op'] === 'destroy') return Session.Apply(deps, timers, { Op: 'destroy', ID: wireString(session, 'ID') });
+      const request = rpcFields(args, 'SessionRequest');
+      checkRpcDatacenter(request, deps.config.datacenter);
+      const session = rpcFields(request['Session'] ?? {}, 'SessionRequest.Session');
+      if (request['Op'] === 'destroy') return Session.Apply(deps, timers, { Op: 'destroy', ID: rpcString(session, 'ID') });
       if (request['Op'] !== 'create') throw new Error(`Invalid session operation '${String(request['Op'])}'`);
       return Session.Apply(deps, timers, { Op: 'create', Session: sessionCreateFromWire(session) });
     }],
     ['Session.Renew', async (args) => {
-      const request = wireMap(args, 'SessionSpecificRequest');
-      checkWireDatacenter(deps, request);
+      const request = rpcFields(args, 'SessionSpecificRequest');
+      checkRpcDatacenter(request, deps.config.datacenter);
       // The TTL timer is the leader's: a follower names it rather than renew here.
       if (!deps.query.server.isLeader) throw new HttpError(500, notLeaderText(deps.query.server.leader()));
-      const options: QueryOptions = { minQueryIndex: 0, maxQueryTimeMs: deps.query.defaultQueryTimeMs, consistency: 'default', maxStaleMs: 0, filter: '', token: '' };
-      const reply = await Session.Renew(deps, timers, { SessionID: wireString(request, 'SessionID') }, options);
+      const reply = await Session.Renew(deps, timers, { SessionID: rpcString(request, 'SessionID') }, defaultQueryOptions(deps.query));
       return { Index: reply.meta.index, Sessions: reply.value };
     }],
   ]);
@@ -255,7 +255,7 @@ export function sessionRpcMethods(deps: EndpointDeps, timers: SessionTimers): Ma
 
 /** A forwarded renew's IndexedSessions.Sessions, as the records sessionJson renders. */
 function sessionsFromWire(reply: MsgpackValue): SessionRecord[] {
-  const sessions = wireMap(reply, 'IndexedSessions')['Sessions'];
+  const sessions = rpcFields(reply, 'IndexedSessions')['Sessions'];
   if (sessions === null || sessions === undefined) return [];
   if (!Array.isArray(sessions)) throw new HttpError(500, 'IndexedSessions.Sessions must be a list');
   return sessions as unknown as SessionRecord[];
@@ -274,33 +274,17 @@ function sessionCreateFromWire(session: Record<string, MsgpackValue>): SessionCr
   if (typeof lockDelay !== 'number' && typeof lockDelay !== 'bigint') throw new Error('Session.LockDelay must be an integer');
   return {
     ID: '',
-    Name: wireString(session, 'Name'),
-    Node: wireString(session, 'Node'),
+    Name: rpcString(session, 'Name'),
+    Node: rpcString(session, 'Node'),
     NodeChecks: strings('NodeChecks'),
     ServiceChecks: (serviceChecks ?? []).map((item, i) => {
-      const check = wireMap(item, `Session.ServiceChecks[${i}]`);
-      return { ID: wireString(check, 'ID'), Namespace: wireString(check, 'Namespace') };
+      const check = rpcFields(item, `Session.ServiceChecks[${i}]`);
+      return { ID: rpcString(check, 'ID'), Namespace: rpcString(check, 'Namespace') };
     }),
     LockDelay: Number(lockDelay),
-    Behavior: wireString(session, 'Behavior'),
-    TTL: wireString(session, 'TTL'),
+    Behavior: rpcString(session, 'Behavior'),
+    TTL: rpcString(session, 'TTL'),
   };
-}
-
-function wireMap(value: MsgpackValue | undefined, what: string): Record<string, MsgpackValue> {
-  if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) throw new Error(`${what} must be a map`);
-  return value as Record<string, MsgpackValue>;
-}
-
-function wireString(fields: Record<string, MsgpackValue>, name: string): string {
-  const value = fields[name] ?? '';
-  if (typeof value !== 'string') throw new Error(`${name} must be a string`);
-  return value;
-}
-
-function checkWireDatacenter(deps: EndpointDeps, request: Record<string, MsgpackValue>): void {
-  const datacenter = request['Datacenter'];
-  if (datacenter !== undefined && datacenter !== '' && datacenter !== deps.config.datacenter) throw new Error('No path to datacenter');
 }
 
 /** info/node/list: `missing` is the 400 text for an empty parameter ('' for exact routes). */

@@ -40,6 +40,7 @@ import { isPlainObject } from './decode.js';
 import { DurationError, formatDuration, parseDuration } from './duration.js';
 import { renderCheck, renderNode, renderNodeService } from './endpoints_catalog.js';
 import { applyCommand, decodeJsonBody, DECODE_FAILED_PREFIX, forwardToLeader, type EndpointDeps } from './endpoints.js';
+import { checkRpcDatacenter, rpcFields } from './endpoints_rpc.js';
 import { parseTxnOps } from './fsm.js';
 import type { RpcMethod } from './rpc.js';
 import { dirEntryJson } from './endpoints_kv.js';
@@ -99,10 +100,8 @@ export const Txn = {
 export function txnRpcMethods(deps: EndpointDeps): Map<string, RpcMethod> {
   return new Map<string, RpcMethod>([
     ['Txn.Apply', (args) => {
-      if (args === null || typeof args !== 'object' || Array.isArray(args) || args instanceof Uint8Array) throw new Error('TxnRequest must be a map');
-      const request = args as Record<string, unknown>;
-      const datacenter = request['Datacenter'];
-      if (datacenter !== undefined && datacenter !== '' && datacenter !== deps.config.datacenter) throw new Error('No path to datacenter');
+      const request = rpcFields(args, 'TxnRequest');
+      checkRpcDatacenter(request, deps.config.datacenter);
       return Txn.Apply(deps, { Ops: parseTxnOps(request['Ops'] ?? []) });
     }],
   ]);

@@ -17,8 +17,11 @@
 // that member at once (Consul's reconcileCh). A failed write is retried with exponential
 // back-off. Only the leader writes.
 //
-// Not here: adding and removing Raft peers for servers that join or leave (issue 9, autopilot);
-// the leader does not deregister itself (a successor does, as in Consul).
+// The same pass keeps Raft in step with the pool's servers (raftChanges: joinConsulServer,
+// removeConsulServer): alive servers missing from the configuration are added as nonvoters
+// (lib/autopilot.ts promotes them), servers that left are removed.
+//
+// Not here: the leader does not deregister itself (a successor does, as in Consul).
 //
 // Invariants: at most one reconcile runs at a time; every timer callback carries the epoch it
 // was scheduled in and does nothing once the epoch moved on (stop, leadership change).
@@ -38,6 +41,7 @@ import type { Metrics } from './metrics.js';
 import type { ReadTxn } from './memdb.js';
 import type { CheckRecord, NodeRecord, ServiceRecord } from './schema.js';
 import type { RaftServer } from './snapshot.js';
+import { MemberStatus } from './serfwire.js';
 import { SERF_CHECK_ID } from './sessions.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -130,10 +134,6 @@ export const RECONCILE_CHANGED_MAX = 4096;
 export const SERF_CHECK_NAME = 'Serf Health Status';
 export const SERF_CHECK_ALIVE_OUTPUT = 'Agent alive and reachable';
 export const SERF_CHECK_FAILED_OUTPUT = 'Agent not live or unreachable';
-/** serf.MemberStatus values the reconcile acts on. */
-export const MEMBER_ALIVE = 1;
-export const MEMBER_LEFT = 3;
-export const MEMBER_FAILED = 4;
 /** structs.ConsulServiceID / ConsulServiceName. */
 export const CONSUL_SERVICE_ID = 'consul';
 export const CONSUL_SERVICE_NAME = 'consul';
@@ -225,14 +225,14 @@ export function memberCommand(txn: ReadTxn, member: GossipMember, input: { reado
   if (!isMemberOfDatacenter(member, input.datacenter)) return null;
   const isSelf = member.Name === input.selfName;
   switch (member.Status) {
-    case MEMBER_ALIVE: {
+    case MemberStatus.alive: {
       if (isSelf) {
         const desired = input.desiredSelf();
         return isRegistrationInSync(txn, desired) ? null : { type: 'register', request: desired };
       }
       return isAliveInSync(txn, member) ? null : { type: 'register', request: memberRegistration(member, input.datacenter, 'passing') };
     }
-    case MEMBER_FAILED: {
+    case MemberStatus.failed: {
       const node = catalog.getNode(txn, member.Name).value;
       // handleFailedMember: a member the catalog never had stays out of it.
       if (!node) return null;
@@ -240,7 +240,7 @@ export function memberCommand(txn: ReadTxn, member: GossipMember, input: { reado
       if (node.Address === member.Addr && check?.Status === 'critical') return null;
       return { type: 'register', request: memberRegistration(member, input.datacenter, 'critical') };
     }
-    case MEMBER_LEFT:
+    case MemberStatus.left:
       return deregistration(txn, member.Name, input);
     default:
       return null;
@@ -260,13 +260,13 @@ export function raftChanges(member: GossipMember, servers: readonly RaftServer[]
   const id = member.Tags['id'] ?? '';
   const address = `${member.Addr}:${member.Tags['port'] ?? ''}`;
   if (id === '') return [];
-  if (member.Status === MEMBER_LEFT) {
+  if (member.Status === MemberStatus.left) {
     if (member.Name === input.selfName) return [];
     return servers.some((server) => server.id === id) ? [{ op: 'removeServer', id, why: 'left' }] : [];
   }
-  if (member.Status !== MEMBER_ALIVE) return [];
+  if (member.Status !== MemberStatus.alive) return [];
   if (member.Name === input.selfName && servers.length < 3) return [];
-  if (member.Tags['bootstrap'] !== undefined && pool.some((other) => other.Name !== member.Name && other.Status === MEMBER_ALIVE && other.Tags['bootstrap'] !== undefined && consulService(other) !== undefined)) return [];
+  if (member.Tags['bootstrap'] !== undefined && pool.some((other) => other.Name !== member.Name && other.Status === MemberStatus.alive && other.Tags['bootstrap'] !== undefined && consulService(other) !== undefined)) return [];
   if (servers.some((server) => server.id === id && server.address === address)) return [];
   const changes: RaftChange[] = [];
   for (const server of servers) {
@@ -525,7 +525,7 @@ function memberRegistration(member: GossipMember, datacenter: string, status: 'p
     Address: member.Addr,
     ...(service ? { Service: service } : {}),
     Check: check,
-    // If there is existing information about the node, do not clobber it (Consul's comment).
+    // The node's own agent owns its record: only create it if missing.
     SkipNodeUpdate: true,
   };
 }
@@ -568,7 +568,7 @@ function isCheckInSync(check: CheckRecord, desired: HealthCheckInput): boolean {
 }
 
 /** metadata.Build: the first `x.y.z` in the build tag, as go-version prints it. */
-function buildVersion(build: string): string {
+export function buildVersion(build: string): string {
   return /\d+\.\d+\.\d+/.exec(build)?.[0] ?? '';
 }
 

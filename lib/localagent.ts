@@ -39,7 +39,7 @@ import type { CatalogClient, LocalCheck, LocalService, LocalState } from './anti
 import * as catalog from './catalog.js';
 import type { EndpointDeps } from './endpoints.js';
 import { deregisterAtLeader, registerAtLeader } from './endpoints_catalog.js';
-import { blockingQuery, readQuery } from './query.js';
+import { blockingQuery, defaultQueryOptions, readQuery } from './query.js';
 import { CheckError, startIntervalCheck, startTtlCheck, type CheckClock, type CheckRunnerOptions, type CheckTimer, type RunningCheck, type TtlCheck } from './checks.js';
 import type { AgentPersistence } from './agentpersist.js';
 import { startLocalAlias, startRemoteAlias, type AliasCatalog, type LocalAliasCheck } from './alias.js';
@@ -422,8 +422,7 @@ export class LocalAgent {
 export function serverCatalogClient(deps: EndpointDeps): CatalogClient {
   return {
     async readNode(nodeName) {
-      const options = { minQueryIndex: 0, maxQueryTimeMs: deps.query.defaultQueryTimeMs, consistency: 'default' as const, maxStaleMs: 0, filter: '', token: '' };
-      const reply = await readQuery(deps.query, options, (txn) => {
+      const reply = await readQuery(deps.query, defaultQueryOptions(deps.query), (txn) => {
         const node = catalog.getNode(txn, nodeName).value;
         return { index: 1, value: { node, services: servicesOfNode(txn, node), checks: catalog.nodeChecks(txn, nodeName).value } };
       });

@@ -139,6 +139,11 @@ export const NO_PATH_TO_DATACENTER_TEXT = 'No path to datacenter';
  * Parses ?index ?wait ?stale ?consistent ?leader ?cached ?max_stale ?filter, Cache-Control and
  * the token, checking in Consul's order. Throws HttpError(400, Consul's text) on bad values.
  */
+/** A plain read's options, as a request with no query parameters has them (default consistency, no blocking). */
+export function defaultQueryOptions(ctx: QueryContext): QueryOptions {
+  return { minQueryIndex: 0, maxQueryTimeMs: ctx.defaultQueryTimeMs, consistency: 'default', maxStaleMs: 0, filter: '', token: '' };
+}
+
 export function parseQueryOptions(ctx: QueryContext, request: HttpRequest): QueryOptions {
   const { query } = request;
   const filter = query.get('filter') ?? '';

@@ -8,9 +8,6 @@ import { encodeCommand, Fsm, type ApplyResult, type Command } from '../lib/fsm.j
 import {
   consulService,
   LeaderReconciler,
-  MEMBER_ALIVE,
-  MEMBER_FAILED,
-  MEMBER_LEFT,
   raftChanges,
   RECONCILE_INTERVAL_MS,
   selfRegistration,
@@ -21,6 +18,7 @@ import {
 import { createLogger, MemorySink } from '../lib/log.js';
 import { Metrics } from '../lib/metrics.js';
 import { StateError } from '../lib/schema.js';
+import { MemberStatus } from '../lib/serfwire.js';
 import { StateStore } from '../lib/state.js';
 
 const NODE_ID = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
@@ -252,7 +250,7 @@ function gossipMember(name: string, addr: string, status: number, tags: Record<s
 
 /** This server as its own pool lists it. */
 function selfMember(config = serverConfig()): GossipMember {
-  return { ...localMember(config, memberTags(config, NODE_ID)), Status: MEMBER_ALIVE };
+  return { ...localMember(config, memberTags(config, NODE_ID)), Status: MemberStatus.alive };
 }
 
 const serfCheck = (h: Harness, node: string) => h.state.read((txn) => catalog.nodeCheck(txn, node, 'serfHealth')).value;
@@ -261,7 +259,7 @@ const nodeOf = (h: Harness, node: string) => h.state.read((txn) => catalog.getNo
 describe('the leader reconciles the LAN pool into the catalog', () => {
   test('alive members: registered with serfHealth passing, servers with the consul service; then nothing while in sync', async () => {
     const h = harness();
-    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), gossipMember('s2', '10.0.0.22', MEMBER_ALIVE, { role: 'consul', port: '8300', expect: '3', raft_vsn: '3' })];
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MemberStatus.alive), gossipMember('s2', '10.0.0.22', MemberStatus.alive, { role: 'consul', port: '8300', expect: '3', raft_vsn: '3' })];
     assert.equal(await h.registration.reconcileOnce(), 'written');
     assert.equal(h.applied.length, 3);
     for (const name of ['n1', 'c1', 's2']) assert.equal(serfCheck(h, name)?.Status, 'passing', name);
@@ -277,7 +275,7 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
   test("another member's registration does not clobber what its own agent wrote (SkipNodeUpdate)", async () => {
     const h = harness();
     await h.apply({ type: 'register', request: { Node: 'c1', Address: '10.0.0.21', TaggedAddresses: { lan: '10.0.0.21' }, NodeMeta: { rack: 'r9' } } });
-    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE)];
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MemberStatus.alive)];
     assert.equal(await h.registration.reconcileOnce(), 'written');
     assert.deepEqual(nodeOf(h, 'c1')?.Meta, { rack: 'r9' });
     assert.deepEqual(nodeOf(h, 'c1')?.TaggedAddresses, { lan: '10.0.0.21' });
@@ -286,9 +284,9 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
 
   test('a failed member is marked critical (once); one the catalog never had stays out', async () => {
     const h = harness();
-    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE)];
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MemberStatus.alive)];
     await h.registration.reconcileOnce();
-    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_FAILED), gossipMember('ghost', '10.0.0.29', MEMBER_FAILED)];
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MemberStatus.failed), gossipMember('ghost', '10.0.0.29', MemberStatus.failed)];
     const before = h.applied.length;
     assert.equal(await h.registration.reconcileOnce(), 'written');
     assert.equal(h.applied.length, before + 1);
@@ -300,11 +298,11 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
 
   test('a member that left is deregistered, this server never; reaped nodes (serfHealth, unknown to the pool) too, other registrations not', async () => {
     const h = harness();
-    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), gossipMember('c2', '10.0.0.22', MEMBER_ALIVE)];
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MemberStatus.alive), gossipMember('c2', '10.0.0.22', MemberStatus.alive)];
     await h.registration.reconcileOnce();
     // An external service registered through the catalog API has no serfHealth: not ours to reap.
     await h.apply({ type: 'register', request: { Node: 'external', Address: '192.0.2.1', Service: { Service: 'db', Port: 5432 } } });
-    h.members = [{ ...selfMember(), Status: MEMBER_LEFT }, gossipMember('c1', '10.0.0.21', MEMBER_LEFT)];
+    h.members = [{ ...selfMember(), Status: MemberStatus.left }, gossipMember('c1', '10.0.0.21', MemberStatus.left)];
     assert.equal(await h.registration.reconcileOnce(), 'written');
     assert.equal(nodeOf(h, 'c1'), undefined, 'left');
     assert.equal(nodeOf(h, 'c2'), undefined, 'reaped');
@@ -314,7 +312,7 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
 
   test('members of another datacenter or segment, and plain serf peers, stay out of the catalog', async () => {
     const h = harness();
-    h.members = [selfMember(), gossipMember('far', '10.0.0.31', MEMBER_ALIVE, { dc: 'dc2' }), gossipMember('seg', '10.0.0.32', MEMBER_ALIVE, { role: 'consul', port: '8300', segment: 'alpha' }), { ...gossipMember('serf', '10.0.0.33', MEMBER_ALIVE), Tags: { role: 'web' } }];
+    h.members = [selfMember(), gossipMember('far', '10.0.0.31', MemberStatus.alive, { dc: 'dc2' }), gossipMember('seg', '10.0.0.32', MemberStatus.alive, { role: 'consul', port: '8300', segment: 'alpha' }), { ...gossipMember('serf', '10.0.0.33', MemberStatus.alive), Tags: { role: 'web' } }];
     await h.registration.reconcileOnce();
     for (const name of ['far', 'seg', 'serf']) assert.equal(nodeOf(h, name), undefined, name);
   });
@@ -336,7 +334,7 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
     assert.deepEqual(h.timers.delays(), [RECONCILE_INTERVAL_MS]);
     await h.timers.advance(10_000);
     // c1 joined (event); c2 is in the pool too but its event has not come.
-    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), gossipMember('c2', '10.0.0.22', MEMBER_ALIVE)];
+    h.members = [selfMember(), gossipMember('c1', '10.0.0.21', MemberStatus.alive), gossipMember('c2', '10.0.0.22', MemberStatus.alive)];
     h.registration.memberChanged('c1');
     await settle();
     assert.equal(serfCheck(h, 'c1')?.Status, 'passing');
@@ -347,7 +345,7 @@ describe('the leader reconciles the LAN pool into the catalog', () => {
     await h.timers.advance(1);
     assert.equal(serfCheck(h, 'c2')?.Status, 'passing');
     // A reap event: the pool no longer has c1.
-    h.members = [selfMember(), gossipMember('c2', '10.0.0.22', MEMBER_ALIVE)];
+    h.members = [selfMember(), gossipMember('c2', '10.0.0.22', MemberStatus.alive)];
     h.registration.memberChanged('c1');
     await settle();
     assert.equal(nodeOf(h, 'c1'), undefined);
@@ -368,33 +366,33 @@ describe('servers joining and leaving change the Raft configuration (joinConsulS
   const voters = [{ id: 'id-a', address: '10.0.0.1:8300', suffrage: 0 as const }, { id: 'id-b', address: '10.0.0.2:8300', suffrage: 0 as const }, { id: 'id-c', address: '10.0.0.3:8300', suffrage: 0 as const }];
 
   test('an alive server missing from the configuration is added as a nonvoter; one present is left alone', () => {
-    const joiner = server('s4', '10.0.0.4', MEMBER_ALIVE);
+    const joiner = server('s4', '10.0.0.4', MemberStatus.alive);
     assert.deepEqual(raftChanges(joiner, voters, [joiner], input), [{ op: 'addNonvoter', id: joiner.Tags['id'], address: '10.0.0.4:8300' }]);
     const present = [...voters, { id: joiner.Tags['id'] ?? '', address: '10.0.0.4:8300', suffrage: 1 as const }];
     assert.deepEqual(raftChanges(joiner, present, [joiner], input), []);
   });
 
   test('a stale entry with the same address or the same ID is removed first', () => {
-    const joiner = server('s4', '10.0.0.3', MEMBER_ALIVE);
+    const joiner = server('s4', '10.0.0.3', MemberStatus.alive);
     assert.deepEqual(raftChanges(joiner, voters, [joiner], input), [{ op: 'removeServer', id: 'id-c', why: 'duplicate address' }, { op: 'addNonvoter', id: joiner.Tags['id'], address: '10.0.0.3:8300' }]);
     const moved = [...voters, { id: joiner.Tags['id'] ?? '', address: '10.0.0.9:8300', suffrage: 0 as const }];
-    assert.deepEqual(raftChanges(server('s4', '10.0.0.4', MEMBER_ALIVE), moved, [], input).map((c) => c.op), ['removeServer', 'addNonvoter']);
+    assert.deepEqual(raftChanges(server('s4', '10.0.0.4', MemberStatus.alive), moved, [], input).map((c) => c.op), ['removeServer', 'addNonvoter']);
   });
 
   test('a server that left is removed; failed servers, clients, other datacenters and this small cluster\'s own entry are not touched', () => {
-    const leaver = server('s4', '10.0.0.4', MEMBER_LEFT);
+    const leaver = server('s4', '10.0.0.4', MemberStatus.left);
     const withLeaver = [...voters, { id: leaver.Tags['id'] ?? '', address: '10.0.0.4:8300', suffrage: 0 as const }];
     assert.deepEqual(raftChanges(leaver, withLeaver, [], input), [{ op: 'removeServer', id: leaver.Tags['id'], why: 'left' }]);
-    assert.deepEqual(raftChanges(server('s4', '10.0.0.4', MEMBER_FAILED), withLeaver, [], input), []);
-    assert.deepEqual(raftChanges(gossipMember('c1', '10.0.0.21', MEMBER_ALIVE), voters, [], input), []);
-    assert.deepEqual(raftChanges(server('far', '10.0.0.5', MEMBER_ALIVE, { dc: 'dc2' }), voters, [], input), []);
-    assert.deepEqual(raftChanges(server('n1', '10.0.0.7', MEMBER_ALIVE), voters.slice(0, 1), [], input), [], 'a cluster under three servers');
-    assert.deepEqual(raftChanges(server('n1', '10.0.0.7', MEMBER_LEFT), voters, [], input), [], 'the leader never removes itself');
+    assert.deepEqual(raftChanges(server('s4', '10.0.0.4', MemberStatus.failed), withLeaver, [], input), []);
+    assert.deepEqual(raftChanges(gossipMember('c1', '10.0.0.21', MemberStatus.alive), voters, [], input), []);
+    assert.deepEqual(raftChanges(server('far', '10.0.0.5', MemberStatus.alive, { dc: 'dc2' }), voters, [], input), []);
+    assert.deepEqual(raftChanges(server('n1', '10.0.0.7', MemberStatus.alive), voters.slice(0, 1), [], input), [], 'a cluster under three servers');
+    assert.deepEqual(raftChanges(server('n1', '10.0.0.7', MemberStatus.left), voters, [], input), [], 'the leader never removes itself');
   });
 
   test('two alive servers in bootstrap mode: nothing is added', () => {
-    const a = server('s4', '10.0.0.4', MEMBER_ALIVE, { bootstrap: '1' });
-    const b = server('s5', '10.0.0.5', MEMBER_ALIVE, { bootstrap: '1' });
+    const a = server('s4', '10.0.0.4', MemberStatus.alive, { bootstrap: '1' });
+    const b = server('s5', '10.0.0.5', MemberStatus.alive, { bootstrap: '1' });
     assert.deepEqual(raftChanges(a, voters, [a, b], input), []);
   });
 });
