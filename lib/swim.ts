@@ -586,8 +586,8 @@ export class SwimNode {
     for (const [name, suspicion] of this.suspicions) {
       const atMs = Math.min(suspicion.deadlineMs, suspicion.startMs + suspicion.minMs);
       if (suspicion.isRechecked || atMs - nowMs > leadMs) continue;
-      const node = this.nodeMap.get(name);
-      if (node === undefined || node.state !== NodeState.suspect || node.stateChangeMs !== suspicion.stateChangeMs) continue;
+      const node = this.suspectOf(name, suspicion);
+      if (node === undefined) continue;
       if (due === null || atMs < due.atMs) due = { node, suspicion, atMs };
     }
     if (due === null) return null;
@@ -601,10 +601,9 @@ export class SwimNode {
    * suspicion's deadline waits for the exchange.
    */
   private pullFromAnsweredSuspect(name: string, nowMs: number): void {
-    const node = this.nodeMap.get(name);
     const suspicion = this.suspicions.get(name);
-    if (node === undefined || suspicion === undefined || node.state !== NodeState.suspect || node.stateChangeMs !== suspicion.stateChangeMs) return;
-    if (suspicion.isAwaitingPull) return;
+    const node = suspicion === undefined ? undefined : this.suspectOf(name, suspicion);
+    if (node === undefined || suspicion === undefined || suspicion.isAwaitingPull) return;
     if (!this.startPushPull(node.address, false, nowMs, name)) return;
     suspicion.isAwaitingPull = true;
     this.bump('suspectPulls');
@@ -858,12 +857,21 @@ export class SwimNode {
     this.suspicions.set(s.node, new Suspicion(s.from, suspicionConfirmationsK(this.config.suspicionMult, n), minMs, maxMs, nowMs, nowMs));
   }
 
+  /**
+   * The node `suspicion` is about, if it is still the suspicion of this suspect period: the epoch
+   * check that keeps a stale timer from acting (only the suspicion that began this period may kill
+   * the node, be rechecked or hold a pull).
+   */
+  private suspectOf(name: string, suspicion: Suspicion): NodeRecord | undefined {
+    const node = this.nodeMap.get(name);
+    return node !== undefined && node.state === NodeState.suspect && node.stateChangeMs === suspicion.stateChangeMs ? node : undefined;
+  }
+
   private expireSuspicions(nowMs: number): void {
     for (const [name, suspicion] of this.suspicions) {
       if (nowMs < suspicion.deadlineMs || suspicion.isAwaitingPull) continue;
-      const state = this.nodeMap.get(name);
-      // Epoch check: only the suspicion that began this suspect period may kill the node.
-      if (state === undefined || state.state !== NodeState.suspect || state.stateChangeMs !== suspicion.stateChangeMs) {
+      const state = this.suspectOf(name, suspicion);
+      if (state === undefined) {
         this.suspicions.delete(name);
         continue;
       }
