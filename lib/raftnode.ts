@@ -631,7 +631,7 @@ export class RaftNode {
     // Taken now, between Readies: the memdb snapshot holds exactly the entries through `index`.
     const image = this.fsm.snapshot();
     const epoch = this.epoch;
-    void this.writeSnapshot(index, term, configuration, image)
+    void writeSnapshot(this.stores.snapshots, { index, term, configuration: configuration.servers, configurationIndex: configuration.index, version: 1 }, image)
       .then((meta) => {
         if (epoch !== this.epoch) return;
         this.lastSnapshotIndex = meta.index;
@@ -643,17 +643,6 @@ export class RaftNode {
       .finally(() => {
         this.isSnapshotting = false;
       });
-  }
-
-  private async writeSnapshot(index: number, term: number, configuration: { index: number; servers: readonly RaftServer[] }, image: ReturnType<Fsm['snapshot']>): Promise<SnapshotMeta> {
-    const sink = await this.stores.snapshots.create({ index, term, configuration: configuration.servers, configurationIndex: configuration.index, version: 1 });
-    try {
-      for (const chunk of image.chunks()) await sink.write(chunk);
-      return await sink.close();
-    } catch (error) {
-      await sink.cancel();
-      throw error;
-    }
   }
 
   // --- outgoing messages --------------------------------------------------------------------------
@@ -1009,16 +998,21 @@ async function recoverCluster(stores: Stores, fsm: Fsm, snapshot: SnapshotMeta |
     term = entry.term;
   }
   // Configuration index 1, as hashicorp writes it: older than any entry that could follow.
-  const sink = await stores.snapshots.create({ index, term, configuration: servers, configurationIndex: 1, version: 1 });
+  await writeSnapshot(stores.snapshots, { index, term, configuration: servers, configurationIndex: 1, version: 1 }, fsm.snapshot());
+  if (lastLogIndex > 0) await stores.log.compactPrefix(lastLogIndex);
+  logger.info('recovered cluster configuration', { index, term, servers: servers.length });
+}
+
+/** Streams an FSM image into a new snapshot; a failed write is cancelled, leaving no partial snapshot. */
+async function writeSnapshot(store: SnapshotStore, meta: Parameters<SnapshotStore['create']>[0], image: ReturnType<Fsm['snapshot']>): Promise<SnapshotMeta> {
+  const sink = await store.create(meta);
   try {
-    for (const chunk of fsm.snapshot().chunks()) await sink.write(chunk);
-    await sink.close();
+    for (const chunk of image.chunks()) await sink.write(chunk);
+    return await sink.close();
   } catch (error) {
     await sink.cancel();
     throw error;
   }
-  if (lastLogIndex > 0) await stores.log.compactPrefix(lastLogIndex);
-  logger.info('recovered cluster configuration', { index, term, servers: servers.length });
 }
 
 /** Restores the FSM from the newest snapshot that restores; a damaged one falls back to the next. */
